@@ -1,0 +1,113 @@
+"""Wiring: config -> targets -> poller -> API client -> store -> collector -> HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from exporter.client import UnpodClient, close_quietly
+from exporter.collector import UnpodCollector
+from exporter.config import Config, ConfigError
+from exporter.poller import Poller
+from exporter.server import make_app
+from exporter.store import SnapshotStore
+from exporter.targets import build_targets
+from exporter.tokens import TokenReader
+
+log = logging.getLogger("unpod_exporter")
+SHUTDOWN_GRACE = 4.0
+
+
+def make_registry(store: SnapshotStore) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(UnpodCollector(store))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class Exporter:
+    """One running exporter: its session, poller and store, and the web app serving them."""
+
+    def __init__(self, config: Config, telemetry_path: str = "/metrics",
+                 config_loader: Callable[[], Config] | None = None,
+                 enable_lifecycle: bool = False) -> None:
+        self.config = config
+        self._config_loader = config_loader
+        self.store = SnapshotStore(config.poll.max_staleness)
+        self.registry = make_registry(self.store)
+        self.tokens = TokenReader()
+        self._session: aiohttp.ClientSession | None = None
+        self._poller: Poller | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self.web_app = make_app(self.registry, self.store, telemetry_path,
+                                lambda: self._poller is not None and self.store.ready,
+                                self.reload if enable_lifecycle else None)
+
+    @property
+    def poller(self) -> Poller:
+        assert self._poller is not None, "start() first"
+        return self._poller
+
+    def _client(self, session: aiohttp.ClientSession, config: Config) -> UnpodClient:
+        return UnpodClient(session, config.api.base_url, config.api.timeout)
+
+    async def start(self) -> None:
+        config = self.config
+        connector = aiohttp.TCPConnector(limit=config.poll.concurrency, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+        self._poller = Poller(self._client(self._session, config), self.store, self.tokens,
+                              config.poll.concurrency)
+        targets = build_targets(config)
+        self._poller.set_targets(targets)
+        self._loop_task = asyncio.create_task(self._poller.run(), name="poller")
+        log.info("polling started", extra={"fields": {
+            "targets": len(targets), "orgs": len(config.orgs),
+            "base_url": config.api.base_url}})
+
+    def reload(self) -> str | None:
+        """Re-read the config; apply it only if valid. Returns the error text, or None."""
+        if self._config_loader is None or self._session is None or self._poller is None:
+            return "reload is not available"
+        try:
+            config = self._config_loader()
+        except ConfigError as exc:
+            self.store.mark_reload(False)
+            log.error("config reload failed, keeping the running config",
+                      extra={"fields": {"error": str(exc)}})
+            return str(exc)
+        if config.api != self.config.api:
+            self._poller.client = self._client(self._session, config)
+        if config.poll.concurrency != self.config.poll.concurrency:
+            self._poller.set_concurrency(config.poll.concurrency)
+        self.store.max_staleness = config.poll.max_staleness
+        self.store.poll_intervals.clear()
+        targets = build_targets(config)
+        self._poller.set_targets(targets)
+        self.config = config
+        self.store.mark_reload(True)
+        log.info("config reloaded", extra={"fields": {"targets": len(targets)}})
+        return None
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        if self._poller is not None:
+            await self._poller.stop(grace)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._session is not None:
+            await close_quietly(self._session)
+
+
+async def run_web(app: web.Application, host: str | None, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    return runner

@@ -1,0 +1,131 @@
+"""Command line: flags, config check, start-up, signals and graceful shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.app import Exporter, run_web
+from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from exporter.demo import DemoApi, demo_config
+from exporter.logs import LEVELS, setup_logging
+from exporter.targets import build_targets
+
+log = logging.getLogger("unpod_exporter")
+DEFAULT_LISTEN = ":9877"
+
+
+class StartupError(Exception):
+    pass
+
+
+def parse_listen_address(address: str) -> tuple[str | None, int]:
+    """``:9877`` (every interface), ``[::]:9877`` (IPv6), ``0.0.0.0:9877`` (IPv4), ``host:9877``."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise StartupError(f"--web.listen-address: expected host:port, got {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise StartupError(f"--web.listen-address: put IPv6 addresses in brackets: {address!r}")
+    return (host or None), int(port_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unpod-exporter", description="Prometheus exporter for Unpod campaign analytics.")
+    parser.add_argument("--config.file", dest="config_file",
+                        default=os.environ.get("UNPOD_EXPORTER_CONFIG", DEFAULT_CONFIG_PATH),
+                        help="YAML config (default: $UNPOD_EXPORTER_CONFIG or %(default)s)")
+    parser.add_argument("--config.check", dest="config_check", action="store_true",
+                        help="validate the config and token sources, print the targets, exit")
+    parser.add_argument("--web.listen-address", dest="listen_address", default=DEFAULT_LISTEN)
+    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics")
+    parser.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+                        help="enable POST/PUT /-/reload")
+    parser.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS))
+    parser.add_argument("--log.format", dest="log_format", default="logfmt",
+                        choices=["logfmt", "json"])
+    parser.add_argument("--demo", action="store_true",
+                        help="run against a built-in simulated Unpod API (no token, no network)")
+    parser.add_argument("--version", action="version", version=f"unpod-exporter {__version__}")
+    return parser
+
+
+def describe_targets(config: Config) -> str:
+    lines = []
+    for target in build_targets(config):
+        lines.append(f"  {target.describe()} interval={target.interval:g}s "
+                     f"token={target.token.describe()}")
+    return "\n".join(lines)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    host, port = parse_listen_address(args.listen_address)
+    telemetry_path = args.telemetry_path
+    if not telemetry_path.startswith("/"):
+        raise StartupError(f"--web.telemetry-path: must start with '/', got {telemetry_path!r}")
+
+    demo_runner: web.AppRunner | None = None
+    if args.demo:
+        demo_runner = await run_web(DemoApi().app(), "127.0.0.1", 0)
+        demo_port = demo_runner.addresses[0][1]
+        config = demo_config(f"http://127.0.0.1:{demo_port}")
+        loader = None
+        log.info("demo mode: polling the built-in simulated Unpod API",
+                 extra={"fields": {"api": f"127.0.0.1:{demo_port}"}})
+    else:
+        config = load_config(args.config_file)
+
+        def loader() -> Config:
+            return load_config(args.config_file)
+
+    exporter = Exporter(config, telemetry_path, loader, args.enable_lifecycle)
+    try:
+        runner = await run_web(exporter.web_app, host, port)
+    except OSError as exc:
+        if demo_runner is not None:
+            await demo_runner.cleanup()
+        raise StartupError(f"cannot listen on {args.listen_address}: {exc.strerror}") from None
+    await exporter.start()
+    log.info("listening", extra={"fields": {"address": args.listen_address,
+                                             "telemetry_path": telemetry_path,
+                                             "version": __version__}})
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, exporter.reload)
+
+    await stop.wait()
+    log.info("shutting down")
+    await exporter.stop()
+    await runner.cleanup()
+    if demo_runner is not None:
+        await demo_runner.cleanup()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        if args.config_check:
+            config = load_config(args.config_file)
+            print(f"config {args.config_file} is valid; would poll:")
+            print(describe_targets(config))
+            return 0
+        return asyncio.run(serve(args))
+    except (ConfigError, StartupError) as exc:
+        print(f"unpod-exporter: {exc}", file=sys.stderr)
+        if args.log_level == "debug":
+            raise
+        return 1

@@ -1,0 +1,128 @@
+"""A prometheus_client custom collector that turns the store's snapshots into metric families."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+from exporter import __version__
+from exporter.analytics import Analytics
+from exporter.client import REASONS
+from exporter.store import SnapshotStore, TargetState
+from exporter.targets import ORG_WIDE, Target
+
+_ANALYTICS_DOCS = {
+    "unpod_calls": "Total calls of the target (all-time, as recomputed by Unpod).",
+    "unpod_calls_completed": "Completed calls of the target.",
+    "unpod_calls_failed": "Failed calls of the target.",
+    "unpod_call_success_ratio": "Completed calls divided by total calls (0..1).",
+    "unpod_call_average_duration_seconds": "Average call duration in seconds.",
+    "unpod_tasks": "Total tasks across all runs of the target.",
+    "unpod_tasks_by_status": "Tasks by status, as reported in task_status_breakdown.",
+    "unpod_tasks_last_progress_timestamp_seconds":
+        "Unix time at which finished tasks (completed + failed) last grew, or were first seen.",
+}
+
+
+def target_labels(target: Target) -> dict[str, str]:
+    """``org`` always; ``space`` only for space targets (org-wide series carry none)."""
+    if target.space == ORG_WIDE:
+        return {"org": target.org}
+    return {"org": target.org, "space": target.space}
+
+
+class _Families:
+    """Metric families in a fixed order, filled sample by sample."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, Metric] = {}
+
+    def add(self, name: str, kind: str, doc: str, labels: dict[str, str], value: float) -> None:
+        family = self._families.get(name)
+        if family is None:
+            family = self._families[name] = Metric(name, doc, kind)
+        sample_name = f"{name}_total" if kind == "counter" else name
+        family.samples.append(Sample(sample_name, labels, value))
+
+    def __iter__(self) -> Iterator[Metric]:
+        return iter(self._families.values())
+
+
+def _add_analytics(out: _Families, labels: dict[str, str], analytics: Analytics,
+                   progress: float | None) -> None:
+    def gauge(name: str, value: float, extra: dict[str, str] | None = None) -> None:
+        out.add(name, "gauge", _ANALYTICS_DOCS[name], {**labels, **(extra or {})}, value)
+
+    gauge("unpod_calls", analytics.total_calls)
+    gauge("unpod_calls_completed", analytics.completed_calls)
+    gauge("unpod_calls_failed", analytics.failed_calls)
+    ratio = analytics.success_ratio
+    if ratio is not None:
+        gauge("unpod_call_success_ratio", ratio)
+    gauge("unpod_call_average_duration_seconds", analytics.avg_duration_seconds)
+    gauge("unpod_tasks", analytics.total_tasks)
+    for status, count in analytics.task_status:
+        gauge("unpod_tasks_by_status", count, {"status": status})
+    if progress is not None:
+        gauge("unpod_tasks_last_progress_timestamp_seconds", progress)
+
+
+def _add_health(out: _Families, labels: dict[str, str], state: TargetState) -> None:
+    if state.attempted:
+        out.add("unpod_up", "gauge", "1 if the last poll of the target succeeded, else 0.",
+                labels, 1.0 if state.up else 0.0)
+    if state.last_success is not None:
+        out.add("unpod_last_success_timestamp_seconds", "gauge",
+                "Unix time of the last successful poll of the target.", labels, state.last_success)
+    if state.poll_duration is not None:
+        out.add("unpod_poll_duration_seconds", "gauge",
+                "Duration of the last poll of the target in seconds.", labels, state.poll_duration)
+    for reason, count in zip(REASONS, state.errors, strict=True):
+        out.add("unpod_poll_errors", "counter",
+                "Failed polls of the target by final reason (retries not counted separately).",
+                {**labels, "reason": reason}, count)
+
+
+def _add_exporter(out: _Families, store: SnapshotStore, target_count: int) -> None:
+    out.add("unpod_exporter_build_info", "gauge", "Build information of unpod-exporter.",
+            {"version": __version__}, 1)
+    out.add("unpod_exporter_targets", "gauge", "Targets this exporter polls.", {}, target_count)
+    out.add("unpod_exporter_config_last_reload_successful", "gauge",
+            "1 if the last config (re)load succeeded.", {}, 1 if store.reload_successful else 0)
+    out.add("unpod_exporter_config_last_reload_success_timestamp_seconds", "gauge",
+            "Unix time of the last successful config (re)load.", {}, store.reload_success_time)
+    for org, interval in sorted(store.poll_intervals.items()):
+        out.add("unpod_exporter_poll_interval_seconds", "gauge",
+                "Effective poll interval of the organization's targets, budget applied.",
+                {"org": org}, interval)
+    for (org, outcome), count in sorted(store.api_requests.items()):
+        out.add("unpod_api_requests", "counter",
+                "Requests sent to the Unpod API (every attempt, retries included) by outcome.",
+                {"org": org, "outcome": outcome}, count)
+    for org, remaining in sorted(store.ratelimit_remaining.items()):
+        out.add("unpod_api_ratelimit_remaining", "gauge",
+                "Last X-RateLimit-Remaining header seen from the Unpod API.",
+                {"org": org}, remaining)
+
+
+class UnpodCollector(Collector):
+    def __init__(self, store: SnapshotStore) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        store = self._store
+        now = store.clock()
+        out = _Families()
+        states = store.states()
+        for state in states:
+            analytics = store.fresh_analytics(state, now)
+            if analytics is not None:
+                _add_analytics(out, target_labels(state.target), analytics,
+                               state.progress_timestamp)
+        for state in states:
+            _add_health(out, target_labels(state.target), state)
+        _add_exporter(out, store, len(states))
+        return iter(out)

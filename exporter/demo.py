@@ -1,0 +1,159 @@
+"""``--demo``: a simulated Unpod API in the same process, and a config pointing at it.
+
+The numbers move like real campaigns: calls grow with some failures, tasks flow
+pending -> running -> completed/failed, and one space has its tasks stuck in pending, so the
+stuck-task alert has something to show. Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from exporter.config import ApiConfig, Config, OrgConfig, PollConfig, SpaceConfig, TokenSource
+
+DEMO_TOKEN = "demo-token"
+
+
+@dataclass
+class Campaign:
+    """One simulated space; rates are per second."""
+
+    space_token: str
+    call_rate: float
+    failure_share: float
+    mean_duration: float
+    task_rate: float
+    stuck: bool = False
+    calls: int = 0
+    completed_calls: int = 0
+    failed_calls: int = 0
+    duration_sum: float = 0.0
+    tasks: dict[str, int] = field(default_factory=lambda: {
+        "pending": 0, "running": 0, "completed": 0, "failed": 0})
+
+    def advance(self, rng: random.Random, seconds: float) -> None:
+        for _ in range(_arrivals(rng, self.call_rate * seconds)):
+            self.calls += 1
+            if rng.random() < self.failure_share:
+                self.failed_calls += 1
+            else:
+                self.completed_calls += 1
+                self.duration_sum += rng.expovariate(1 / self.mean_duration)
+        self.tasks["pending"] += _arrivals(rng, self.task_rate * seconds)
+        if self.stuck:
+            return
+        started = min(self.tasks["pending"], _arrivals(rng, self.task_rate * 1.1 * seconds))
+        self.tasks["pending"] -= started
+        self.tasks["running"] += started
+        finished = min(self.tasks["running"], _arrivals(rng, self.task_rate * seconds))
+        failed = sum(rng.random() < self.failure_share for _ in range(finished))
+        self.tasks["running"] -= finished
+        self.tasks["completed"] += finished - failed
+        self.tasks["failed"] += failed
+
+    def analytics(self) -> dict[str, object]:
+        return _analytics([self])
+
+
+def _arrivals(rng: random.Random, expected: float) -> int:
+    whole = int(expected)
+    return whole + (1 if rng.random() < expected - whole else 0)
+
+
+def _analytics(campaigns: list[Campaign]) -> dict[str, object]:
+    completed = sum(c.completed_calls for c in campaigns)
+    durations = sum(c.duration_sum for c in campaigns)
+    breakdown: dict[str, int] = {}
+    for campaign in campaigns:
+        for status, count in campaign.tasks.items():
+            breakdown[status] = breakdown.get(status, 0) + count
+    return {
+        "total_calls": sum(c.calls for c in campaigns),
+        "completed_calls": completed,
+        "failed_calls": sum(c.failed_calls for c in campaigns),
+        "avg_duration_seconds": round(durations / completed, 1) if completed else 0.0,
+        "total_tasks": sum(breakdown.values()),
+        "task_status_breakdown": breakdown,
+    }
+
+
+# org handle -> space name -> campaign
+def _campaigns() -> dict[str, dict[str, Campaign]]:
+    return {
+        "acme-telecom": {
+            "outbound-sales": Campaign("sp_demo_sales", 2.0, 0.12, 95, 0.8),
+            "renewals": Campaign("sp_demo_renewals", 0.7, 0.05, 140, 0.3),
+        },
+        "globex-health": {
+            "appointment-reminders": Campaign("sp_demo_reminders", 1.5, 0.2, 40, 1.0),
+            "patient-survey": Campaign("sp_demo_survey", 0.2, 0.1, 180, 0.2, stuck=True),
+        },
+    }
+
+
+class DemoApi:
+    """The simulated API; state advances by the wall time between requests."""
+
+    def __init__(self, seed: int = 7, history_seconds: float = 3600) -> None:
+        self._rng = random.Random(seed)
+        self.orgs = _campaigns()
+        for _ in range(int(history_seconds // 10)):
+            self._step(10.0)
+        self._last = time.monotonic()
+
+    def _advance(self) -> None:
+        now = time.monotonic()
+        seconds = min(now - self._last, 600.0)
+        self._last = now
+        self._step(seconds)
+
+    def _step(self, seconds: float) -> None:
+        for campaigns in self.orgs.values():
+            for campaign in campaigns.values():
+                campaign.advance(self._rng, seconds)
+
+    async def analytics(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Token {DEMO_TOKEN}":
+            return web.json_response(
+                {"message": "Authentication credentials were not provided.", "status_code": 401},
+                status=401)
+        handle = request.headers.get("Org-Handle")
+        if not handle:
+            return web.json_response({"status_code": 400, "data": {}, "message":
+                                      "Organization handle is required in Org-Handle header"},
+                                     status=400)
+        campaigns = self.orgs.get(handle)
+        if campaigns is None:
+            return web.json_response({"message": "Organization not found"}, status=404)
+        self._advance()
+        space_token = request.query.get("space_token")
+        selected = list(campaigns.values())
+        if space_token:
+            selected = [c for c in selected if c.space_token == space_token]
+            if not selected:
+                return web.json_response({"status_code": 206, "message": "Invalid Space Token",
+                                          "data": {}}, status=206)
+        return web.json_response({"status_code": 200, "message": "Analytics fetched successfully",
+                                  "data": _analytics(selected)})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/organisation/analytics/", self.analytics)
+        return app
+
+
+def demo_config(base_url: str) -> Config:
+    return Config(
+        api=ApiConfig(base_url=base_url, token=TokenSource("token", DEMO_TOKEN, "api.token"),
+                      timeout=5.0, max_requests_per_minute=0),
+        poll=PollConfig(interval=10.0, concurrency=4, max_staleness=300.0),
+        orgs=tuple(
+            OrgConfig(handle=handle, spaces=tuple(
+                SpaceConfig(name, campaign.space_token) for name, campaign in campaigns.items()))
+            for handle, campaigns in _campaigns().items()
+        ),
+    )

@@ -1,0 +1,118 @@
+"""The HTTP face: telemetry path, landing page, health and readiness."""
+
+from __future__ import annotations
+
+import gzip
+import html
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from exporter import __version__
+from exporter.store import SnapshotStore, TargetState
+
+MAX_LANDING_ROWS = 500
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    encodings = request.headers.get("Accept-Encoding", "")
+    return any(part.split(";")[0].strip().lower() == "gzip" for part in encodings.split(","))
+
+
+def render_metrics(registry: CollectorRegistry, accept: str | None,
+                   gzip_ok: bool) -> tuple[bytes, str, bool]:
+    """Exposition bytes, content type, and whether the bytes are gzip-compressed."""
+    encoder, content_type = choose_encoder(accept or "")
+    body = encoder(registry)
+    if gzip_ok:
+        return gzip.compress(body, compresslevel=6), content_type, True
+    return body, content_type, False
+
+
+def _when(timestamp: float | None, now: float) -> str:
+    if timestamp is None:
+        return "never"
+    iso = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+    return f"{iso} ({now - timestamp:.0f}s ago)"
+
+
+def _row(state: TargetState, now: float) -> str:
+    esc = html.escape
+    up = "pending" if not state.attempted else ("up" if state.up else "down")
+    error = ""
+    if state.last_error is not None:
+        error = f"{state.last_error.reason}: {state.last_error.message}"
+    cells = (state.target.org, state.target.space or "(org-wide)", up,
+             _when(state.last_success, now), error)
+    return "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>"
+
+
+def landing_page(store: SnapshotStore, telemetry_path: str) -> str:
+    now = store.clock()
+    states = sorted(store.states(), key=lambda s: (s.up, s.target.org, s.target.space))
+    shown = states[:MAX_LANDING_ROWS]
+    more = len(states) - len(shown)
+    rows = "\n".join(_row(s, now) for s in shown)
+    note = f"<p>{more} more targets not shown (failing targets come first).</p>" if more else ""
+    path = html.escape(telemetry_path, quote=True)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Unpod Exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:left}}</style>
+</head><body>
+<h1>Unpod Exporter</h1>
+<p>Version {html.escape(__version__)}</p>
+<p><a href="{path}">Metrics</a></p>
+<h2>Targets</h2>
+<table>
+<tr><th>org</th><th>space</th><th>up</th><th>last success</th><th>last error</th></tr>
+{rows}
+</table>
+{note}
+</body></html>
+"""
+
+
+def make_app(registry: CollectorRegistry, store: SnapshotStore, telemetry_path: str,
+             is_ready: Callable[[], bool],
+             reload: Callable[[], str | None] | None) -> web.Application:
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type, gzipped = render_metrics(
+            registry, request.headers.get("Accept"), _accepts_gzip(request))
+        response = web.Response(body=body, headers={"Content-Type": content_type})
+        if gzipped:
+            response.headers["Content-Encoding"] = "gzip"
+        response.headers["Vary"] = "Accept, Accept-Encoding"
+        return response
+
+    async def landing(_: web.Request) -> web.Response:
+        return web.Response(text=landing_page(store, telemetry_path), content_type="text/html")
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="OK\n")
+
+    async def ready(_: web.Request) -> web.Response:
+        if is_ready():
+            return web.Response(text="Ready\n")
+        return web.Response(status=503, text="Not ready: first poll of every target pending\n")
+
+    async def lifecycle_reload(_: web.Request) -> web.Response:
+        if reload is None:
+            return web.Response(status=403, text="Lifecycle API is not enabled "
+                                "(start with --web.enable-lifecycle)\n")
+        error = reload()
+        if error is not None:
+            return web.Response(status=500, text=f"failed to reload config: {error}\n")
+        return web.Response(text="OK\n")
+
+    app = web.Application()
+    app.router.add_get(telemetry_path, metrics)
+    if telemetry_path != "/":
+        app.router.add_get("/", landing)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", lifecycle_reload)
+    app.router.add_put("/-/reload", lifecycle_reload)
+    return app

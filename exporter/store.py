@@ -1,0 +1,132 @@
+"""The latest immutable state of every target, plus the exporter's own counters.
+
+Poll results flow in through ``record``; the collector reads ``states()``. Each update replaces
+a frozen ``TargetState`` as a whole, so a scrape never sees half of one poll.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from exporter.analytics import Analytics
+from exporter.client import REASONS, ApiError, ApiResponse
+from exporter.targets import Target
+
+_NO_ERRORS = tuple(0 for _ in REASONS)
+
+
+@dataclass(frozen=True)
+class TargetState:
+    target: Target
+    analytics: Analytics | None = None
+    last_success: float | None = None  # Unix time
+    progress_timestamp: float | None = None  # Unix time finished tasks last grew
+    attempted: bool = False
+    up: bool = False
+    poll_duration: float | None = None
+    errors: tuple[int, ...] = _NO_ERRORS  # per reason, in REASONS order
+    last_error: ApiError | None = None
+    last_error_time: float | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What one recorded poll changed, for the poller's state-change log lines."""
+
+    before: TargetState
+    after: TargetState
+
+
+def _progress(previous: TargetState, analytics: Analytics, now: float) -> float:
+    if previous.analytics is None or previous.progress_timestamp is None:
+        return now
+    if analytics.finished_tasks > previous.analytics.finished_tasks:
+        return now
+    return previous.progress_timestamp
+
+
+class SnapshotStore:
+    def __init__(self, max_staleness: float, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.max_staleness = max_staleness
+        self._states: dict[tuple[str, str], TargetState] = {}
+        self.api_requests: Counter[tuple[str, str]] = Counter()
+        self.ratelimit_remaining: dict[str, int] = {}
+        self.poll_intervals: dict[str, float] = {}
+        self.reload_successful = True
+        self.reload_success_time = clock()
+
+    # --- targets ---------------------------------------------------------------------------
+
+    def set_targets(self, targets: Iterable[Target]) -> None:
+        """Keep the state of every surviving identity; forget removed targets at once."""
+        fresh: dict[tuple[str, str], TargetState] = {}
+        for target in targets:
+            old = self._states.get(target.key)
+            fresh[target.key] = TargetState(target) if old is None else replace(old, target=target)
+        self._states = fresh
+        orgs = {key[0] for key in fresh}
+        for table in (self.ratelimit_remaining, self.poll_intervals):
+            for org in set(table) - orgs:
+                del table[org]
+        for key in [k for k in self.api_requests if k[0] not in orgs]:
+            del self.api_requests[key]
+
+    def states(self) -> list[TargetState]:
+        return list(self._states.values())
+
+    def get(self, key: tuple[str, str]) -> TargetState | None:
+        return self._states.get(key)
+
+    @property
+    def ready(self) -> bool:
+        return all(state.attempted for state in self._states.values())
+
+    # --- results ---------------------------------------------------------------------------
+
+    def count_request(self, org: str, response: ApiResponse) -> None:
+        outcome = response.outcome
+        self.api_requests[(org, outcome.reason if isinstance(outcome, ApiError) else "ok")] += 1
+        if response.ratelimit_remaining is not None and org in self.poll_intervals:
+            self.ratelimit_remaining[org] = response.ratelimit_remaining
+
+    def record(self, target: Target, outcome: Analytics | ApiError,
+               duration: float) -> Transition | None:
+        """Store a poll's final outcome; None when the target was removed meanwhile."""
+        before = self._states.get(target.key)
+        if before is None:
+            return None
+        now = self.clock()
+        if isinstance(outcome, ApiError):
+            errors = list(before.errors)
+            errors[REASONS.index(outcome.reason)] += 1
+            after = replace(before, attempted=True, up=False, poll_duration=duration,
+                            errors=tuple(errors), last_error=outcome, last_error_time=now)
+        else:
+            after = replace(before, attempted=True, up=True, poll_duration=duration,
+                            analytics=outcome, last_success=now,
+                            progress_timestamp=_progress(before, outcome, now))
+        self._states[target.key] = after
+        return Transition(before, after)
+
+    # --- staleness -------------------------------------------------------------------------
+
+    def stale_after(self, target: Target) -> float:
+        interval = self.poll_intervals.get(target.org, target.interval)
+        return max(self.max_staleness, 2 * interval)
+
+    def fresh_analytics(self, state: TargetState, now: float) -> Analytics | None:
+        """The analytics to export, or None once the last success is too old."""
+        if state.analytics is None or state.last_success is None:
+            return None
+        if now - state.last_success > self.stale_after(state.target):
+            return None
+        return state.analytics
+
+    def mark_reload(self, successful: bool) -> None:
+        self.reload_successful = successful
+        if successful:
+            self.reload_success_time = self.clock()
