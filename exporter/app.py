@@ -46,9 +46,18 @@ class Exporter:
         self._session: aiohttp.ClientSession | None = None
         self._poller: Poller | None = None
         self._loop_task: asyncio.Task[None] | None = None
-        self.web_app = make_app(self.registry, self.store, telemetry_path,
-                                lambda: self._poller is not None and self.store.ready,
+        self._ready = False
+        self._stopping = False
+        self.web_app = make_app(self.registry, self.store, telemetry_path, self.is_ready,
                                 self.reload if enable_lifecycle else None)
+
+    def is_ready(self) -> bool:
+        """Ready once every target had an attempt; stays so until shutdown begins."""
+        if self._stopping:
+            return False
+        if not self._ready:
+            self._ready = self._poller is not None and self.store.ready
+        return self._ready
 
     @property
     def poller(self) -> Poller:
@@ -96,6 +105,7 @@ class Exporter:
         return None
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        self._stopping = True
         if self._poller is not None:
             await self._poller.stop(grace)
         if self._loop_task is not None:

@@ -364,11 +364,6 @@ def parse_config(raw: object) -> Config:
     top = _mapping(raw, "", {"api", "poll", "orgs"})
     api = _api(top.get("api"))
     poll = _poll(top.get("poll"))
-    if poll.interval > poll.max_staleness:
-        raise ConfigError(
-            f"poll.interval: {poll.interval:g}s exceeds poll.max_staleness "
-            f"({poll.max_staleness:g}s)"
-        )
     if "orgs" not in top:
         raise ConfigError("orgs: required (a list of organizations to poll)")
     orgs: list[OrgConfig] = []
@@ -382,6 +377,11 @@ def parse_config(raw: object) -> Config:
             )
         handles[org.handle] = index
         orgs.append(org)
+        if org.interval is None and poll.interval > poll.max_staleness:
+            raise ConfigError(
+                f"poll.interval: {poll.interval:g}s (used by orgs[{index}]) exceeds "
+                f"poll.max_staleness ({poll.max_staleness:g}s); series would vanish between polls"
+            )
     if not orgs:
         raise ConfigError("orgs: at least one organization is required")
     return Config(api=api, poll=poll, orgs=tuple(orgs))

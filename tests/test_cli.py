@@ -1,0 +1,222 @@
+"""The real program in a subprocess: flags, exit codes, demo, signals, reload."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import StartupError, parse_listen_address
+from tests.conftest import free_port, parse_metrics, value
+
+EXE = [sys.executable, "-m", "exporter"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=30,
+                          env=env)
+
+
+def get(url: str, method: str = "GET") -> tuple[int, str]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+class Process:
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [*EXE, "--web.listen-address", f"127.0.0.1:{self.port}", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_http(self, path: str = "/-/healthy", status: int = 200, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                code, body = get(self.base + path)
+                if code == status:
+                    return body
+            except OSError:
+                pass
+            assert self.proc.poll() is None, self.proc.communicate()[1]
+            time.sleep(0.05)
+        raise AssertionError(f"{path} did not answer {status} within {timeout}s")
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def process() -> Iterator[type[Process]]:
+    started: list[Process] = []
+
+    class Tracked(Process):
+        def __init__(self, *args: str) -> None:
+            super().__init__(*args)
+            started.append(self)
+
+    yield Tracked
+    for proc in started:
+        proc.stop()
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0
+    from exporter import __version__
+    assert result.stdout.strip() == f"unpod-exporter {__version__}"
+
+
+def test_config_check_lists_targets_without_secrets(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("api: {token: tok-very-secret}\norgs:\n"
+                      "  - {handle: acme, spaces: [{name: sales, space_token: sp_hidden}]}\n")
+    result = run("--config.file", str(config), "--config.check")
+    assert result.returncode == 0, result.stderr
+    assert "org=acme space=(org-wide)" in result.stdout
+    assert "org=acme space=sales" in result.stdout
+    assert "tok-very-secret" not in result.stdout + result.stderr
+    assert "sp_hidden" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("orgs: [{handle: acme, bogus: 1}]", "orgs[0].bogus: unknown key"),
+    ("orgs: [{handle: a}, {handle: a}]", "orgs[1].handle: duplicate org handle"),
+    ("orgs: [{handle: a, spaces: [{name: x, space_token: s}, {name: x, space_token: t}]}]",
+     "orgs[0].spaces[1].name: duplicate space name"),
+    ("api: {token_env: NOT_SET_ANYWHERE}\norgs: [{handle: a}]",
+     "api.token_env: environment variable NOT_SET_ANYWHERE is unset or empty"),
+    ("api: {token_file: /nonexistent/token}\norgs: [{handle: a}]", "api.token_file: cannot read"),
+    ("poll: {interval: soon}\norgs: [{handle: a}]", "poll.interval: invalid duration"),
+])
+@pytest.mark.parametrize("check", [True, False])
+def test_config_errors_exit_1_naming_the_key(tmp_path, text, message, check):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    args = ["--config.file", str(config), "--web.listen-address", f"127.0.0.1:{free_port()}"]
+    result = run(*args, *(["--config.check"] if check else []))
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_exits_1():
+    result = run("--config.file", "/nonexistent/config.yaml")
+    assert result.returncode == 1 and "/nonexistent/config.yaml" in result.stderr
+
+
+def test_demo_serves_nonzero_analytics_within_5s_and_stops_on_sigterm(process):
+    started = time.monotonic()
+    demo = process("--demo")
+    deadline = started + 5
+    calls = None
+    while time.monotonic() < deadline:
+        try:
+            _, text = get(demo.base + "/metrics")
+            calls = value(parse_metrics(text), "unpod_calls", org="acme-telecom")
+            if calls:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    assert calls and calls > 0, "no analytics within 5 s of start"
+    m = parse_metrics(get(demo.base + "/metrics")[1])
+    stuck = value(m, "unpod_tasks_by_status", org="globex-health", space="patient-survey",
+                  status="pending")
+    assert stuck and stuck > 0
+    assert get(demo.base + "/-/ready")[0] == 200
+    stop_started = time.monotonic()
+    code, err = demo.stop()
+    assert code == 0
+    assert time.monotonic() - stop_started < 5
+    assert "shutting down" in err
+
+
+def test_sighup_and_lifecycle_reload(process, tmp_path):
+    config = tmp_path / "c.yaml"
+    # an unreachable API: reload is about targets, not about data
+    api = f"http://127.0.0.1:{free_port()}"
+    config.write_text(f"api: {{base_url: '{api}', token: t}}\norgs: [{{handle: one}}]\n")
+    exporter = process("--config.file", str(config), "--web.enable-lifecycle")
+    exporter.wait_http("/-/ready")
+    m = parse_metrics(get(exporter.base + "/metrics")[1])
+    assert value(m, "unpod_up", org="one") == 0
+
+    config.write_text(f"api: {{base_url: '{api}', token: t}}\norgs: [{{handle: two}}]\n")
+    exporter.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while value(parse_metrics(get(exporter.base + "/metrics")[1]), "unpod_up", org="two") is None:
+        assert time.monotonic() < deadline, "SIGHUP did not reload"
+        time.sleep(0.05)
+    m = parse_metrics(get(exporter.base + "/metrics")[1])
+    assert value(m, "unpod_up", org="one") is None
+
+    config.write_text("orgs: [{handle: three, nope: 1}]\n")
+    code, body = get(exporter.base + "/-/reload", "POST")
+    assert code == 500 and "orgs[0].nope: unknown key" in body
+    m = parse_metrics(get(exporter.base + "/metrics")[1])
+    assert value(m, "unpod_exporter_config_last_reload_successful") == 0
+    assert value(m, "unpod_up", org="two") is not None  # the old config keeps running
+
+    config.write_text(f"api: {{base_url: '{api}', token: t}}\norgs: [{{handle: four}}]\n")
+    code, _ = get(exporter.base + "/-/reload", "PUT")
+    assert code == 200
+    m = parse_metrics(get(exporter.base + "/metrics")[1])
+    assert value(m, "unpod_exporter_config_last_reload_successful") == 1
+    assert value(m, "unpod_exporter_targets") == 1
+    assert exporter.stop()[0] == 0
+
+
+def test_reload_is_forbidden_without_the_flag(process, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"api: {{base_url: 'http://127.0.0.1:{free_port()}', token: t}}\n"
+                      "orgs: [{handle: one}]\n")
+    exporter = process("--config.file", str(config))
+    exporter.wait_http()
+    assert get(exporter.base + "/-/reload", "POST")[0] == 403
+
+
+def test_port_in_use_exits_1(process):
+    first = process("--demo")
+    first.wait_http()
+    result = run("--demo", "--web.listen-address", f"127.0.0.1:{first.port}")
+    assert result.returncode == 1 and "cannot listen" in result.stderr
+
+
+@pytest.mark.parametrize("address, expected", [
+    (":9877", (None, 9877)), ("[::]:9877", ("::", 9877)), ("0.0.0.0:1", ("0.0.0.0", 1)),
+    ("localhost:80", ("localhost", 80)),
+])
+def test_listen_address(address, expected):
+    assert parse_listen_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["9877", "host:", ":99999", "::1:80"])
+def test_bad_listen_address(address):
+    with pytest.raises(StartupError, match="--web.listen-address"):
+        parse_listen_address(address)
+
+
+def test_readme_first_command_is_the_demo():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = [b for b in readme.split("```") if b.startswith(("sh\n", "bash\n"))]
+    assert "--demo" in blocks[0] or "unpod-exporter" in blocks[0]
