@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
+from exporter.budget import stretch_intervals
 from exporter.client import UnpodClient, close_quietly
 from exporter.collector import UnpodCollector
 from exporter.config import Config, ConfigError
@@ -73,12 +74,31 @@ class Exporter:
         self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
         self._poller = Poller(self._client(self._session, config), self.store, self.tokens,
                               config.poll.concurrency)
-        targets = build_targets(config)
-        self._poller.set_targets(targets)
+        self._apply(config)
         self._loop_task = asyncio.create_task(self._poller.run(), name="poller")
         log.info("polling started", extra={"fields": {
-            "targets": len(targets), "orgs": len(config.orgs),
+            "targets": len(self.store.states()), "orgs": len(config.orgs),
             "base_url": config.api.base_url}})
+
+    def _apply(self, config: Config) -> None:
+        """Point the poller at a (new) config: budget, intervals stretched to fit, targets."""
+        poller = self.poller
+        api = config.api
+        poller.set_budget(api.max_requests_per_minute, api.max_requests_per_day)
+        targets = build_targets(config)
+        intervals: dict[str, float] = {}
+        for token, stretch in stretch_intervals(targets, api.max_requests_per_minute,
+                                                api.max_requests_per_day).items():
+            intervals.update(stretch.intervals)
+            if stretch.factor > 1:
+                log.warning("targets need more requests than the budget allows; stretching "
+                            "their intervals", extra={"fields": {
+                                "token": token.describe(), "factor": f"{stretch.factor:.2f}",
+                                "demand_per_minute": f"{stretch.demand_per_minute:.1f}",
+                                "max_requests_per_minute": api.max_requests_per_minute,
+                                "max_requests_per_day": api.max_requests_per_day or "none"}})
+        self.store.max_staleness = config.poll.max_staleness
+        poller.set_targets(targets, intervals)
 
     def reload(self) -> str | None:
         """Re-read the config; apply it only if valid. Returns the error text, or None."""
@@ -95,13 +115,11 @@ class Exporter:
             self._poller.client = self._client(self._session, config)
         if config.poll.concurrency != self.config.poll.concurrency:
             self._poller.set_concurrency(config.poll.concurrency)
-        self.store.max_staleness = config.poll.max_staleness
-        self.store.poll_intervals.clear()
-        targets = build_targets(config)
-        self._poller.set_targets(targets)
+        self._poller.auth_backoff.reset()
+        self._apply(config)
         self.config = config
         self.store.mark_reload(True)
-        log.info("config reloaded", extra={"fields": {"targets": len(targets)}})
+        log.info("config reloaded", extra={"fields": {"targets": len(self.store.states())}})
         return None
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:

@@ -67,6 +67,8 @@ class ApiResponse:
     outcome: Analytics | ApiError
     ratelimit_remaining: int | None = None
     retry_after: float | None = None  # seconds, from a 429's Retry-After
+    ratelimit_limit: int | None = None
+    ratelimit_reset: float | None = None  # seconds until the API's window resets
 
 
 class _BodyTooLarge(Exception):
@@ -105,6 +107,16 @@ def _int_header(value: str | None) -> int | None:
     if value is None or not value.strip().isdigit():
         return None
     return int(value.strip())
+
+
+def parse_reset(value: str | None, now: float | None = None) -> float | None:
+    """X-RateLimit-Reset as seconds from now: a delta, or a Unix time when it is that large."""
+    number = _int_header(value)
+    if number is None:
+        return None
+    if number > 1_000_000_000:
+        return max(0.0, number - (time.time() if now is None else now))
+    return float(number)
 
 
 def _api_message(body: object) -> str:
@@ -189,6 +201,10 @@ class UnpodClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_body = max_body_bytes
 
+    @property
+    def timeout(self) -> float:
+        return self._timeout.total or 0.0
+
     async def fetch_analytics(self, org: str, token: str, space_token: str | None) -> ApiResponse:
         secrets = (token, space_token or "")
         headers = {"Authorization": f"Token {token}", "Org-Handle": org,
@@ -196,10 +212,14 @@ class UnpodClient:
         params = {"space_token": space_token} if space_token else None
         remaining: int | None = None
         retry_after: float | None = None
+        limit: int | None = None
+        reset: float | None = None
         try:
             async with self._session.get(self._url, headers=headers, params=params,
                                          timeout=self._timeout, allow_redirects=False) as resp:
                 remaining = _int_header(resp.headers.get("X-RateLimit-Remaining"))
+                limit = _int_header(resp.headers.get("X-RateLimit-Limit"))
+                reset = parse_reset(resp.headers.get("X-RateLimit-Reset"))
                 if resp.status == 429:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 raw = await _read_limited(resp, self._max_body)
@@ -215,7 +235,7 @@ class UnpodClient:
         if isinstance(outcome, ApiError):
             outcome = ApiError(outcome.reason, _clip(_redact(outcome.message, secrets)),
                                outcome.http_status)
-        return ApiResponse(outcome, remaining, retry_after)
+        return ApiResponse(outcome, remaining, retry_after, limit, reset)
 
 
 def _describe_client_error(exc: aiohttp.ClientError) -> str:

@@ -70,6 +70,7 @@ class ApiConfig:
     token: TokenSource = TokenSource("token_env", "UNPOD_API_TOKEN", "api.token_env")
     timeout: float = 10.0
     max_requests_per_minute: int = 60
+    max_requests_per_day: int | None = None
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,8 @@ def _base_url(value: object, key: str) -> str:
 
 
 def _api(value: object) -> ApiConfig:
-    raw = _mapping(value, "api", {"base_url", "timeout", "max_requests_per_minute", *TOKEN_KINDS})
+    raw = _mapping(value, "api", {"base_url", "timeout", "max_requests_per_minute",
+                                  "max_requests_per_day", *TOKEN_KINDS})
     defaults = ApiConfig()
     return ApiConfig(
         base_url=_optional(raw, "base_url", "api", _base_url, defaults.base_url),
@@ -290,6 +292,9 @@ def _api(value: object) -> ApiConfig:
         max_requests_per_minute=_optional(
             raw, "max_requests_per_minute", "api", lambda v, k: _integer(v, k, 0),
             defaults.max_requests_per_minute,
+        ),
+        max_requests_per_day=_optional(
+            raw, "max_requests_per_day", "api", lambda v, k: _integer(v, k, 1), None
         ),
     )
 

@@ -2,8 +2,9 @@
 
 One scheduler coroutine keeps a heap of due times and starts one short-lived task per poll, so a
 slow or failing target only ever holds its own task (and one concurrency slot, for at most the
-request timeout). The first round starts every target at once (the semaphore paces it) so that
-``/-/ready`` comes quickly; after that each target keeps a fixed slot in the interval.
+request timeout). The first round starts every target at once (the semaphore and the request
+budget pace it) so that ``/-/ready`` comes quickly; after that each target keeps a fixed slot in
+its interval.
 """
 
 from __future__ import annotations
@@ -14,18 +15,25 @@ import functools
 import heapq
 import logging
 import math
+import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from exporter.analytics import Analytics
+from exporter.budget import DEFAULT_RATE_LIMIT_PAUSE, AuthBackoff, RequestBudget
 from exporter.client import ApiError, ApiResponse, UnpodClient
-from exporter.config import ConfigError
+from exporter.config import ConfigError, TokenSource
 from exporter.store import SnapshotStore, Transition
 from exporter.targets import Target
 from exporter.tokens import TokenReader
 
 log = logging.getLogger("unpod_exporter.poller")
 Key = tuple[str, str]
+RETRYABLE = frozenset({"timeout", "connection_error", "server_error"})
+AUTH_FAILURES = frozenset({"unauthorized", "forbidden"})
+MAX_ATTEMPTS = 3
+RETRY_BASE = 0.5  # seconds; full jitter over base * 2**attempt
+RETRY_CAP = 10.0
 
 
 def next_slot(anchor: float, phase: float, interval: float, now: float) -> float:
@@ -37,11 +45,15 @@ def next_slot(anchor: float, phase: float, interval: float, now: float) -> float
 
 class Poller:
     def __init__(self, client: UnpodClient, store: SnapshotStore, tokens: TokenReader,
-                 concurrency: int) -> None:
+                 concurrency: int, per_minute: int = 0, per_day: int | None = None) -> None:
         self.client = client
         self._store = store
         self._tokens = tokens
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._per_minute = per_minute
+        self._per_day = per_day
+        self.budgets: dict[TokenSource, RequestBudget] = {}
+        self.auth_backoff = AuthBackoff()
         self._targets: dict[Key, Target] = {}
         self._phases: dict[Key, float] = {}
         self._due: dict[Key, float] = {}
@@ -52,25 +64,44 @@ class Poller:
         self._anchor = time.monotonic()
         self._warned_statuses: set[Key] = set()
 
-    # --- targets ---------------------------------------------------------------------------
+    # --- configuration ---------------------------------------------------------------------
 
-    def set_targets(self, targets: Iterable[Target]) -> None:
-        """Adopt a new target list: new targets are due now, surviving ones keep their slot."""
+    def set_targets(self, targets: Iterable[Target], intervals: Mapping[str, float]) -> None:
+        """Adopt a target list and effective per-org intervals: new targets are due now,
+        surviving ones keep their slot."""
         ordered = list(targets)
         self._store.set_targets(ordered)
-        for target in ordered:
-            self._store.poll_intervals.setdefault(target.org, target.interval)
         count = max(1, len(ordered))
         now = time.monotonic()
+        old_intervals = {key: self.interval(t) for key, t in self._targets.items()}
+        self._store.poll_intervals.clear()
+        self._store.poll_intervals.update({t.org: intervals.get(t.org, t.interval)
+                                           for t in ordered})
         self._targets = {t.key: t for t in ordered}
         self._phases = {t.key: self.interval(t) * i / count for i, t in enumerate(ordered)}
         self._warned_statuses &= set(self._targets)
         for key in set(self._due) - set(self._targets):
             del self._due[key]
-        for key in self._targets:
+        for key, target in self._targets.items():
+            interval = self.interval(target)
             if key not in self._due:
                 self._schedule(key, now)
+            elif old_intervals.get(key) != interval:
+                self._schedule(key, next_slot(self._anchor, self._phases[key], interval, now))
+        for source in {t.token for t in ordered}:
+            self.budget(source)
         self._wake.set()
+
+    def set_budget(self, per_minute: int, per_day: int | None) -> None:
+        self._per_minute, self._per_day = per_minute, per_day
+        for budget in self.budgets.values():
+            budget.configure(per_minute, per_day)
+
+    def budget(self, source: TokenSource) -> RequestBudget:
+        budget = self.budgets.get(source)
+        if budget is None:
+            budget = self.budgets[source] = RequestBudget(self._per_minute, self._per_day)
+        return budget
 
     def set_concurrency(self, concurrency: int) -> None:
         # Polls in flight release the old semaphore; new ones queue on the new one.
@@ -121,23 +152,89 @@ class Poller:
 
     # --- one poll --------------------------------------------------------------------------
 
-    async def poll_once(self, target: Target) -> Analytics | ApiError:
-        """Poll one target now (under the concurrency limit) and record the outcome."""
-        async with self._semaphore:
-            started = time.monotonic()
-            try:
-                token = self._tokens.get(target.token)
-            except ConfigError as exc:
-                response = ApiResponse(ApiError("unauthorized", f"no usable token: {exc}"))
-            else:
-                response = await self.client.fetch_analytics(target.org, token,
-                                                               target.space_token)
-                self._store.count_request(target.org, response)
-            duration = time.monotonic() - started
-        transition = self._store.record(target, response.outcome, duration)
+    async def poll_once(self, target: Target,
+                        deadline: float | None = None) -> Analytics | ApiError | None:
+        """Poll one target now, with retries, within the budget and before ``deadline``
+        (default: the end of its slot). None means skipped: nothing sent, nothing counted."""
+        blocking = self.auth_backoff.blocked(target.org, target.token)
+        if blocking is not None:
+            if not self._tokens.changed(target.token):
+                self._store.mark_skipped(target, blocking)
+                return None
+            self.auth_backoff.reset(target.org, target.token)
+        started = time.monotonic()
+        if deadline is None:
+            deadline = started + self.interval(target)
+        budget = self.budget(target.token)
+        outcome: Analytics | ApiError | None = None
+        attempt = 0
+        auth_retried = False
+        while True:
+            response = await self._request(target, budget, deadline)
+            if response is None:
+                break  # no budget before the deadline
+            outcome = response.outcome
+            self._observe(budget, response)
+            if isinstance(outcome, Analytics):
+                self.auth_backoff.reset(target.org, target.token)
+                break
+            if outcome.reason in AUTH_FAILURES:
+                if not auth_retried and self._tokens.changed(target.token):
+                    auth_retried = True  # a rotated token file: retry at once, count nothing
+                    continue
+                self._back_off(target, outcome)
+                break
+            attempt += 1
+            wait = random.uniform(0, min(RETRY_CAP, RETRY_BASE * 2**attempt))
+            if (outcome.reason not in RETRYABLE or attempt >= MAX_ATTEMPTS
+                    or time.monotonic() + wait + self.client.timeout > deadline):
+                break
+            await asyncio.sleep(wait)
+        if outcome is None:
+            return None  # no budget within the slot: skipped, as if not due
+        transition = self._store.record(target, outcome, time.monotonic() - started)
         if transition is not None:
             self._log_transition(target, transition)
-        return response.outcome
+        return outcome
+
+    async def _request(self, target: Target, budget: RequestBudget,
+                       deadline: float) -> ApiResponse | None:
+        """One request once budget and a concurrency slot allow; None if not before deadline."""
+        while True:
+            delay = budget.wait()
+            if delay > 0:
+                if time.monotonic() + delay > deadline:
+                    return None
+                await asyncio.sleep(delay)
+                continue
+            async with self._semaphore:
+                if budget.wait() > 0:
+                    continue  # a 429 or the cap arrived while this poll queued for a slot
+                budget.spend()
+                try:
+                    token = self._tokens.get(target.token)
+                except ConfigError as exc:
+                    return ApiResponse(ApiError("unauthorized", f"no usable token: {exc}"))
+                response = await self.client.fetch_analytics(target.org, token,
+                                                              target.space_token)
+            self._store.count_request(target.org, response)
+            return response
+
+    def _observe(self, budget: RequestBudget, response: ApiResponse) -> None:
+        outcome = response.outcome
+        if isinstance(outcome, ApiError) and outcome.reason == "rate_limited":
+            budget.pause(response.retry_after or response.ratelimit_reset
+                         or DEFAULT_RATE_LIMIT_PAUSE)
+        if response.retry_after is not None:
+            return  # the API said exactly how long to wait
+        budget.observe_limit(response.ratelimit_remaining, response.ratelimit_limit,
+                             response.ratelimit_reset)
+
+    def _back_off(self, target: Target, error: ApiError) -> None:
+        delay = self.auth_backoff.failed(target.org, target.token, error, self.interval(target))
+        log.warning("authentication failed, backing off this org's targets", extra={"fields": {
+            "org": target.org, "reason": error.reason, "token": target.token.describe(),
+            "retry_in": f"{delay:.0f}s"}})
 
     async def _poll(self, target: Target) -> None:
         try:

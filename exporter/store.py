@@ -112,6 +112,14 @@ class SnapshotStore:
         self._states[target.key] = after
         return Transition(before, after)
 
+    def mark_skipped(self, target: Target, error: ApiError) -> None:
+        """A poll skipped by back-off counts nothing, but a target never tried still gets its
+        first (failed) state, so that readiness and unpod_up do not wait for the back-off."""
+        before = self._states.get(target.key)
+        if before is not None and not before.attempted:
+            self._states[target.key] = replace(before, attempted=True, up=False,
+                                               last_error=error, last_error_time=self.clock())
+
     # --- staleness -------------------------------------------------------------------------
 
     def stale_after(self, target: Target) -> float:

@@ -62,10 +62,11 @@ async def fake_api() -> AsyncIterator[tuple[FakeUnpod, str]]:
         await server.close()
 
 
-def config_yaml(base_url: str, orgs: list[dict[str, Any]], **poll: Any) -> str:
+def config_yaml(base_url: str, orgs: list[dict[str, Any]], api: dict[str, Any] | None = None,
+                **poll: Any) -> str:
     return yaml.safe_dump({
         "api": {"base_url": base_url, "token": TOKEN, "timeout": "2s",
-                "max_requests_per_minute": 0},
+                "max_requests_per_minute": 0, **(api or {})},
         "poll": {"interval": "60s", "concurrency": 4, **poll},
         "orgs": orgs,
     })

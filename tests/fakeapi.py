@@ -53,7 +53,7 @@ FAULTS: dict[str, Fault] = {
     "invalid_space_token": Fault(206, {"status_code": 206, "message": "Invalid Space Token",
                                        "data": {}}),
     "rate_limited": Fault(429, {"detail": "Request was throttled."},
-                          {"Retry-After": "30", "X-RateLimit-Remaining": "0"}),
+                          {"Retry-After": "1", "X-RateLimit-Remaining": "0"}),
     "server_error_html": Fault(500, b"<html><body><h1>Server Error (500)</h1></body></html>",
                                {"Content-Type": "text/html"}),
     "not_json": Fault(200, b"OK, but not JSON", {"Content-Type": "text/plain"}),

@@ -110,7 +110,7 @@ async def test_unknown_statuses_pass_through_and_documented_ones_are_always_ther
     ("older_shape", "invalid_response"),
     ("negative_value", "invalid_response"),
     ("non_numeric_value", "invalid_response"),
-    (Fault(200, b"", delay=3.0), "timeout"),
+    (Fault(200, b"", delay=1.0), "timeout"),
 ])
 async def test_each_api_error_is_classified_and_isolated(fake_api, start_exporter, caplog,
                                                          fault, reason):
@@ -118,8 +118,8 @@ async def test_each_api_error_is_classified_and_isolated(fake_api, start_exporte
     seed(fake)
     fake.fail("acme", "sp_sales_1", fault)
     caplog.set_level(logging.DEBUG)
-    running = await start_exporter(config_yaml(base, ORGS))
-    await running.wait_ready()
+    running = await start_exporter(config_yaml(base, ORGS, api={"timeout": "300ms"}))
+    await running.wait_ready(timeout=10)
     m = await running.metrics()
     sales = {"org": "acme", "space": "outbound-sales"}
     assert value(m, "unpod_up", **sales) == 0
@@ -127,6 +127,10 @@ async def test_each_api_error_is_classified_and_isolated(fake_api, start_exporte
     for other in REASONS:
         expected = 1 if other == reason else 0
         assert value(m, "unpod_poll_errors_total", reason=other, **sales) == expected, other
+    # timeouts, connection errors and 5xx are retried (every attempt counted); others are not
+    attempts = 3 if reason in ("timeout", "server_error") else 1
+    assert fake.count("acme", "sp_sales_1") == attempts
+    assert value(m, "unpod_api_requests_total", org="acme", outcome=reason) == attempts
     # the other targets are untouched
     assert value(m, "unpod_up", org="acme") == 1
     assert value(m, "unpod_calls", org="acme") == 1250
