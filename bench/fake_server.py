@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.fakeapi import FAULTS, Fault, FakeUnpod  # noqa: E402
+from tests.fakeapi import FAULTS, FakeUnpod, Fault
 
 FLAP_FAULTS = [
     Fault(503, b"<html>busy</html>"),

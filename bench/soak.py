@@ -68,7 +68,7 @@ async def soak(minutes: float, targets: int, interval: float) -> None:
             samples: list[tuple[float, int, int]] = []
             variant = 0
             async with ClientSession() as session:
-                while (elapsed := time.monotonic() - started) < minutes * 60:
+                while time.monotonic() - started < minutes * 60:
                     await asyncio.sleep(30)
                     async with session.get(f"http://127.0.0.1:{web_port}/metrics") as resp:
                         assert resp.status == 200

@@ -1,8 +1,8 @@
 """The monitoring mixin's source: thresholds and windows in one place, rules generated from them.
 
 Edit CONFIG, then run ``python monitoring/mixin.py`` to rewrite ``alerts.yaml``,
-``rules.yaml`` and ``dashboards/unpod.json`` beside this file (the Helm chart and Prometheus load those files as they are;
-a test fails when they are out of date with this script).
+``rules.yaml`` and ``dashboards/unpod.json`` beside this file. The Helm chart and Prometheus
+load those files as they are; a test fails when they are out of date with this script.
 """
 
 from __future__ import annotations
@@ -116,14 +116,18 @@ time() - unpod_last_success_timestamp_seconds > {c['stale_after_seconds']}
 """, "0m", "warning", f"Unpod analytics of {where} are stale",
             "The last successful poll of " + where + " was {{ $value | humanizeDuration }} ago."),
         _alert("UnpodAuthenticationFailing", f"""
-sum by (org) (increase(unpod_poll_errors_total{{reason=~"unauthorized|forbidden"}}[{c['auth_window']}])) > 0
+sum by (org) (
+  increase(unpod_poll_errors_total{{reason=~"unauthorized|forbidden"}}[{c['auth_window']}])
+) > 0
 unless on (org)
 max by (org) (unpod_up) == 1
 """, "0m", "critical", "Unpod API token rejected for {{ $labels.org }}",
             "The Unpod API answers 401/403 for {{ $labels.org }}: the token is invalid, expired "
             "or lacks access to the organization. The exporter backs off (up to an hour)."),
         _alert("UnpodRateLimited", f"""
-sum by (org) (increase(unpod_api_requests_total{{outcome="rate_limited"}}[{c['rate_limited_window']}])) > 0
+sum by (org) (
+  increase(unpod_api_requests_total{{outcome="rate_limited"}}[{c['rate_limited_window']}])
+) > 0
 """, c["rate_limited_for"], "warning", "Unpod API rate-limits the exporter for {{ $labels.org }}",
             "The Unpod API answered 429 {{ $value | humanize }} times in the last "
             + c["rate_limited_window"] + "; lower api.max_requests_per_minute or raise the "
