@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 
 import aiohttp
@@ -19,6 +20,7 @@ from exporter.server import make_app
 from exporter.store import SnapshotStore
 from exporter.targets import build_targets
 from exporter.tokens import TokenReader
+from exporter.webconfig import WebConfigWatcher
 
 log = logging.getLogger("unpod_exporter")
 SHUTDOWN_GRACE = 4.0
@@ -38,7 +40,8 @@ class Exporter:
 
     def __init__(self, config: Config, telemetry_path: str = "/metrics",
                  config_loader: Callable[[], Config] | None = None,
-                 enable_lifecycle: bool = False) -> None:
+                 enable_lifecycle: bool = False,
+                 web_config: WebConfigWatcher | None = None) -> None:
         self.config = config
         self._config_loader = config_loader
         self.store = SnapshotStore(config.poll.max_staleness)
@@ -50,7 +53,7 @@ class Exporter:
         self._ready = False
         self._stopping = False
         self.web_app = make_app(self.registry, self.store, telemetry_path, self.is_ready,
-                                self.reload if enable_lifecycle else None)
+                                self.reload if enable_lifecycle else None, web_config)
 
     def is_ready(self) -> bool:
         """Ready once every target had an attempt; stays so until shutdown begins."""
@@ -133,9 +136,10 @@ class Exporter:
             await close_quietly(self._session)
 
 
-async def run_web(app: web.Application, host: str | None, port: int) -> web.AppRunner:
+async def run_web(app: web.Application, host: str | None, port: int,
+                  ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     await site.start()
     return runner

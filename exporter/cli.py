@@ -18,6 +18,7 @@ from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_confi
 from exporter.demo import DemoApi, demo_config
 from exporter.logs import LEVELS, setup_logging
 from exporter.targets import build_targets
+from exporter.webconfig import WebConfigWatcher, load_web_config
 
 log = logging.getLogger("unpod_exporter")
 DEFAULT_LISTEN = ":9877"
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validate the config and token sources, print the targets, exit")
     parser.add_argument("--web.listen-address", dest="listen_address", default=DEFAULT_LISTEN)
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics")
+    parser.add_argument("--web.config.file", dest="web_config_file", default=None,
+                        help="exporter-toolkit web config: TLS, basic auth, headers")
     parser.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
                         help="enable POST/PUT /-/reload")
     parser.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS))
@@ -90,9 +93,11 @@ async def serve(args: argparse.Namespace) -> int:
         def loader() -> Config:
             return load_config(args.config_file)
 
-    exporter = Exporter(config, telemetry_path, loader, args.enable_lifecycle)
+    web_config = WebConfigWatcher(args.web_config_file) if args.web_config_file else None
+    exporter = Exporter(config, telemetry_path, loader, args.enable_lifecycle, web_config)
     try:
-        runner = await run_web(exporter.web_app, host, port)
+        runner = await run_web(exporter.web_app, host, port,
+                               web_config.server_context() if web_config else None)
     except OSError as exc:
         if demo_runner is not None:
             await demo_runner.cleanup()
@@ -120,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.config_check:
             config = load_config(args.config_file)
+            if args.web_config_file:
+                load_web_config(args.web_config_file)
+                print(f"web config {args.web_config_file} is valid")
             print(f"config {args.config_file} is valid; would poll:")
             print(describe_targets(config))
             return 0

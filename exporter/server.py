@@ -13,6 +13,7 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
 from exporter.store import SnapshotStore, TargetState
+from exporter.webconfig import WebConfigWatcher, install
 
 MAX_LANDING_ROWS = 500
 
@@ -77,7 +78,8 @@ def landing_page(store: SnapshotStore, telemetry_path: str) -> str:
 
 def make_app(registry: CollectorRegistry, store: SnapshotStore, telemetry_path: str,
              is_ready: Callable[[], bool],
-             reload: Callable[[], str | None] | None) -> web.Application:
+             reload: Callable[[], str | None] | None,
+             web_config: WebConfigWatcher | None = None) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         body, content_type, gzipped = render_metrics(
             registry, request.headers.get("Accept"), _accepts_gzip(request))
@@ -108,6 +110,8 @@ def make_app(registry: CollectorRegistry, store: SnapshotStore, telemetry_path: 
         return web.Response(text="OK\n")
 
     app = web.Application()
+    if web_config is not None:
+        install(app, web_config)
     app.router.add_get(telemetry_path, metrics)
     if telemetry_path != "/":
         app.router.add_get("/", landing)

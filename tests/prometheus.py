@@ -24,7 +24,7 @@ def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 class Prometheus:
     def __init__(self, workdir: Path, scrape: dict[str, str], rule_files: list[Path],
-                 interval: str = "1s") -> None:
+                 interval: str = "1s", job_options: dict[str, Any] | None = None) -> None:
         binary = shutil.which("prometheus")
         assert binary, "prometheus missing: scripts/test.sh installs Debian's prometheus package"
         self.port = free_port()
@@ -33,8 +33,8 @@ class Prometheus:
             "global": {"scrape_interval": interval, "evaluation_interval": interval,
                        "scrape_timeout": interval},
             "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [address]}]}
-                               for job, address in scrape.items()],
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [address]}],
+                                **(job_options or {})} for job, address in scrape.items()],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log = (workdir / "prometheus.log").open("w")
