@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -24,6 +25,7 @@ from exporter.webconfig import WebConfigWatcher
 
 log = logging.getLogger("unpod_exporter")
 SHUTDOWN_GRACE = 4.0
+PROBE_BUDGET_WAIT = 10.0  # a /probe waits this long for the request budget, then answers 503
 
 
 def make_registry(store: SnapshotStore) -> CollectorRegistry:
@@ -51,9 +53,11 @@ class Exporter:
         self._poller: Poller | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._ready = False
+        self.probe_budget_wait = PROBE_BUDGET_WAIT
         self._stopping = False
         self.web_app = make_app(self.registry, self.store, telemetry_path, self.is_ready,
-                                self.reload if enable_lifecycle else None, web_config)
+                                self.reload if enable_lifecycle else None, web_config,
+                                self.probe)
 
     def is_ready(self) -> bool:
         """Ready once every target had an attempt; stays so until shutdown begins."""
@@ -69,7 +73,12 @@ class Exporter:
         return self._poller
 
     def _client(self, session: aiohttp.ClientSession, config: Config) -> UnpodClient:
-        return UnpodClient(session, config.api.base_url, config.api.timeout)
+        api = config.api
+        if api.tls.insecure_skip_verify:
+            log.warning("api.tls.insecure_skip_verify is set: the Unpod API's certificate is "
+                        "not verified, so the API token can be intercepted")
+        return UnpodClient(session, api.base_url, api.timeout, proxy=api.proxy_url,
+                           ssl_context=api.tls.ssl_context())
 
     async def start(self) -> None:
         config = self.config
@@ -103,6 +112,21 @@ class Exporter:
         self.store.max_staleness = config.poll.max_staleness
         poller.set_targets(targets, intervals)
 
+    async def probe(self, org: str, space: str) -> CollectorRegistry | str:
+        """Poll one current target now; its metrics alone, or why not ("unknown"/"budget")."""
+        poller = self.poller
+        target = poller.target((org, space))
+        if target is None:
+            return "unknown"
+        blocked = poller.auth_backoff.blocked(target.org, target.token) is not None
+        outcome = await poller.poll_once(target,
+                                         deadline=time.monotonic() + self.probe_budget_wait)
+        if outcome is None and not blocked:
+            return "budget"
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(UnpodCollector(self.store, only=target.key))
+        return registry
+
     def reload(self) -> str | None:
         """Re-read the config; apply it only if valid. Returns the error text, or None."""
         if self._config_loader is None or self._session is None or self._poller is None:
@@ -114,8 +138,7 @@ class Exporter:
             log.error("config reload failed, keeping the running config",
                       extra={"fields": {"error": str(exc)}})
             return str(exc)
-        if config.api != self.config.api:
-            self._poller.client = self._client(self._session, config)
+        self._poller.client = self._client(self._session, config)  # CA files may be new
         if config.poll.concurrency != self.config.poll.concurrency:
             self._poller.set_concurrency(config.poll.concurrency)
         self._poller.auth_backoff.reset()

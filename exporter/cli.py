@@ -128,7 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.web_config_file:
                 load_web_config(args.web_config_file)
                 print(f"web config {args.web_config_file} is valid")
-            print(f"config {args.config_file} is valid; would poll:")
+            if config.api.tls.insecure_skip_verify:
+                print("warning: api.tls.insecure_skip_verify is set: the API's certificate "
+                      "is not verified", file=sys.stderr)
+            print(f"config {args.config_file} is valid; proxy: {config.api.proxy_display()}; "
+                  "would poll:")
             print(describe_targets(config))
             return 0
         return asyncio.run(serve(args))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -195,8 +196,11 @@ class UnpodClient:
     """Requests against one API base URL over a shared session."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout: float,
-                 max_body_bytes: int = MAX_BODY_BYTES) -> None:
+                 max_body_bytes: int = MAX_BODY_BYTES, *, proxy: str | None = None,
+                 ssl_context: ssl.SSLContext | bool = True) -> None:
         self._session = session
+        self._proxy = proxy
+        self._ssl = ssl_context
         self._url = base_url.rstrip("/") + ANALYTICS_PATH
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_body = max_body_bytes
@@ -216,7 +220,8 @@ class UnpodClient:
         reset: float | None = None
         try:
             async with self._session.get(self._url, headers=headers, params=params,
-                                         timeout=self._timeout, allow_redirects=False) as resp:
+                                         timeout=self._timeout, allow_redirects=False,
+                                         proxy=self._proxy, ssl=self._ssl) as resp:
                 remaining = _int_header(resp.headers.get("X-RateLimit-Remaining"))
                 limit = _int_header(resp.headers.get("X-RateLimit-Limit"))
                 reset = parse_reset(resp.headers.get("X-RateLimit-Reset"))

@@ -109,14 +109,21 @@ def _add_exporter(out: _Families, store: SnapshotStore, target_count: int) -> No
 
 
 class UnpodCollector(Collector):
-    def __init__(self, store: SnapshotStore) -> None:
+    """Every target and the exporter's own metrics; or, with ``only``, one target alone."""
+
+    def __init__(self, store: SnapshotStore, only: tuple[str, str] | None = None) -> None:
         self._store = store
+        self._only = only
 
     def collect(self) -> Iterator[Metric]:
         store = self._store
         now = store.clock()
         out = _Families()
-        states = store.states()
+        if self._only is not None:
+            state = store.get(self._only)
+            states = [state] if state is not None else []
+        else:
+            states = store.states()
         for state in states:
             analytics = store.fresh_analytics(state, now)
             if analytics is not None:
@@ -124,5 +131,6 @@ class UnpodCollector(Collector):
                                state.progress_timestamp)
         for state in states:
             _add_health(out, target_labels(state.target), state)
-        _add_exporter(out, store, len(states))
+        if self._only is None:
+            _add_exporter(out, store, len(states))
         return iter(out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,12 +66,60 @@ class TokenSource:
 
 
 @dataclass(frozen=True)
+class ApiTlsConfig:
+    """How the exporter trusts the upstream API (and proves itself to it)."""
+
+    ca_file: str | None = None  # trusted in addition to the system store
+    insecure_skip_verify: bool = False
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """The ``ssl`` argument for aiohttp; raises ConfigError naming the key at fault."""
+        if self.insecure_skip_verify and not (self.cert_file or self.ca_file):
+            return False
+        context = ssl.create_default_context()
+        if self.insecure_skip_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.ca_file:
+            try:
+                context.load_verify_locations(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"api.tls.ca_file: cannot use {self.ca_file}: "
+                                  f"{_ssl_reason(exc)}") from None
+        if self.cert_file:
+            try:
+                context.load_cert_chain(self.cert_file, self.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"api.tls.cert_file: cannot use {self.cert_file} with "
+                                  f"{self.key_file or 'its key'}: {_ssl_reason(exc)}") from None
+        return context
+
+
+def _ssl_reason(exc: OSError | ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or exc)
+    return exc.strerror or type(exc).__name__
+
+
+@dataclass(frozen=True)
 class ApiConfig:
     base_url: str = DEFAULT_BASE_URL
     token: TokenSource = TokenSource("token_env", "UNPOD_API_TOKEN", "api.token_env")
     timeout: float = 10.0
     max_requests_per_minute: int = 60
     max_requests_per_day: int | None = None
+    proxy_url: str | None = field(default=None, repr=False)  # may carry credentials
+    tls: ApiTlsConfig = ApiTlsConfig()
+
+    def proxy_display(self) -> str:
+        """The proxy without its user info, for logs."""
+        if not self.proxy_url:
+            return "environment (HTTPS_PROXY/HTTP_PROXY/NO_PROXY)"
+        parts = urlsplit(self.proxy_url)
+        host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+        return f"{parts.scheme}://{host}"
 
 
 @dataclass(frozen=True)
@@ -281,11 +330,39 @@ def _base_url(value: object, key: str) -> str:
     return url.rstrip("/")
 
 
+def _proxy_url(value: object, key: str) -> str:
+    url = _string(value, key)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{key}: expected an http:// or https:// proxy URL")
+    return url
+
+
+def _path(value: object, key: str) -> str:
+    return _string(value, key)
+
+
+def _api_tls(value: object) -> ApiTlsConfig:
+    raw = _mapping(value, "api.tls", {"ca_file", "insecure_skip_verify", "cert_file", "key_file"})
+    tls = ApiTlsConfig(
+        ca_file=_optional(raw, "ca_file", "api.tls", _path, None),
+        insecure_skip_verify=_optional(raw, "insecure_skip_verify", "api.tls", _boolean, False),
+        cert_file=_optional(raw, "cert_file", "api.tls", _path, None),
+        key_file=_optional(raw, "key_file", "api.tls", _path, None),
+    )
+    if tls.key_file and not tls.cert_file:
+        raise ConfigError("api.tls.key_file: given without api.tls.cert_file")
+    tls.ssl_context()  # unreadable or mismatched files are config errors, found now
+    return tls
+
+
 def _api(value: object) -> ApiConfig:
     raw = _mapping(value, "api", {"base_url", "timeout", "max_requests_per_minute",
-                                  "max_requests_per_day", *TOKEN_KINDS})
+                                  "max_requests_per_day", "proxy_url", "tls", *TOKEN_KINDS})
     defaults = ApiConfig()
     return ApiConfig(
+        proxy_url=_optional(raw, "proxy_url", "api", _proxy_url, None),
+        tls=_api_tls(raw.get("tls")),
         base_url=_optional(raw, "base_url", "api", _base_url, defaults.base_url),
         token=_token_source(raw, "api") or defaults.token,
         timeout=_optional(raw, "timeout", "api", parse_duration, defaults.timeout),

@@ -92,6 +92,9 @@ class Poller:
             self.budget(source)
         self._wake.set()
 
+    def target(self, key: Key) -> Target | None:
+        return self._targets.get(key)
+
     def set_budget(self, per_minute: int, per_day: int | None) -> None:
         self._per_minute, self._per_day = per_minute, per_day
         for budget in self.budgets.values():

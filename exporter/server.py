@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import html
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -31,6 +31,16 @@ def render_metrics(registry: CollectorRegistry, accept: str | None,
     if gzip_ok:
         return gzip.compress(body, compresslevel=6), content_type, True
     return body, content_type, False
+
+
+def exposition(request: web.Request, registry: CollectorRegistry) -> web.Response:
+    body, content_type, gzipped = render_metrics(
+        registry, request.headers.get("Accept"), _accepts_gzip(request))
+    response = web.Response(body=body, headers={"Content-Type": content_type})
+    if gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Vary"] = "Accept, Accept-Encoding"
+    return response
 
 
 def _when(timestamp: float | None, now: float) -> str:
@@ -79,15 +89,24 @@ def landing_page(store: SnapshotStore, telemetry_path: str) -> str:
 def make_app(registry: CollectorRegistry, store: SnapshotStore, telemetry_path: str,
              is_ready: Callable[[], bool],
              reload: Callable[[], str | None] | None,
-             web_config: WebConfigWatcher | None = None) -> web.Application:
+             web_config: WebConfigWatcher | None = None,
+             probe: Callable[[str, str], Awaitable[CollectorRegistry | str]] | None = None,
+             ) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
-        body, content_type, gzipped = render_metrics(
-            registry, request.headers.get("Accept"), _accepts_gzip(request))
-        response = web.Response(body=body, headers={"Content-Type": content_type})
-        if gzipped:
-            response.headers["Content-Encoding"] = "gzip"
-        response.headers["Vary"] = "Accept, Accept-Encoding"
-        return response
+        return exposition(request, registry)
+
+    async def probe_target(request: web.Request) -> web.Response:
+        query = request.query
+        orgs, spaces = query.getall("org", []), query.getall("space", [])
+        if (probe is None or set(query) - {"org", "space"} or len(orgs) != 1
+                or len(spaces) > 1 or (spaces and not spaces[0])):
+            return web.Response(status=400, text="usage: /probe?org=HANDLE[&space=NAME]\n")
+        result = await probe(orgs[0], spaces[0] if spaces else "")
+        if result == "unknown":
+            return web.Response(status=400, text="not a configured or discovered target\n")
+        if isinstance(result, str):
+            return web.Response(status=503, text="no request budget free within 10 s\n")
+        return exposition(request, result)
 
     async def landing(_: web.Request) -> web.Response:
         return web.Response(text=landing_page(store, telemetry_path), content_type="text/html")
@@ -117,6 +136,7 @@ def make_app(registry: CollectorRegistry, store: SnapshotStore, telemetry_path: 
         app.router.add_get("/", landing)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_get("/probe", probe_target)
     app.router.add_post("/-/reload", lifecycle_reload)
     app.router.add_put("/-/reload", lifecycle_reload)
     return app
