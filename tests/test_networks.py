@@ -83,7 +83,7 @@ async def test_proxy_url_carries_the_requests(fake_api, proxy, start_exporter):
 
 async def test_https_proxy_from_environment_and_no_proxy(tls_api, proxy, start_exporter,
                                                          tmp_path, monkeypatch):
-    fake, base = await tls_api()
+    _fake, base = await tls_api()
     server, url = proxy
     monkeypatch.setenv("HTTPS_PROXY", url)
     monkeypatch.delenv("NO_PROXY", raising=False)
@@ -105,7 +105,7 @@ async def test_https_proxy_from_environment_and_no_proxy(tls_api, proxy, start_e
 
 async def test_private_ca_refused_without_ca_file_accepted_with_it(tls_api, start_exporter,
                                                                   tmp_path, caplog):
-    fake, base = await tls_api()
+    _fake, base = await tls_api()
     plain = await start_exporter(config_yaml(base, [{"handle": "acme"}]))
     await plain.wait_ready()
     m = await plain.metrics()
@@ -126,7 +126,7 @@ async def test_private_ca_refused_without_ca_file_accepted_with_it(tls_api, star
 
 async def test_client_certificate_to_the_api(tls_api, start_exporter, tmp_path):
     client_ca = trustme.CA()
-    fake, base = await tls_api(client_ca=client_ca)
+    _fake, base = await tls_api(client_ca=client_ca)
     cert = client_ca.issue_cert("unpod-exporter")
     cert.cert_chain_pems[0].write_to_path(str(tmp_path / "client.crt"))
     cert.private_key_pem.write_to_path(str(tmp_path / "client.key"))
