@@ -14,6 +14,23 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# Helm's Go library (helm-sdkpy) needs Python >= 3.12: a venv of its own for the chart tests.
+if [ ! -x .venv-helm/bin/python ]; then
+  helm_python=""
+  for candidate in python3.13 python3.12 "$(pyenv root 2>/dev/null)"/versions/3.1[23]*/bin/python; do
+    if command -v "$candidate" >/dev/null 2>&1 \
+       && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+      helm_python=$candidate; break
+    fi
+  done
+  if [ -z "$helm_python" ]; then
+    echo "Python >= 3.12 is needed for helm-sdkpy (the Helm chart tests)" >&2
+    exit 1
+  fi
+  "$helm_python" -m venv .venv-helm
+fi
+.venv-helm/bin/python -m pip install -q --disable-pip-version-check helm-sdkpy
+
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
