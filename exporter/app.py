@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable
@@ -15,17 +16,27 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from exporter.budget import stretch_intervals
 from exporter.client import UnpodClient, close_quietly
 from exporter.collector import UnpodCollector
-from exporter.config import Config, ConfigError
+from exporter.config import ApiTlsConfig, Config, ConfigError
+from exporter.discovery import Discoverer
 from exporter.poller import Poller
 from exporter.server import make_app
+from exporter.sharding import Shard
 from exporter.store import SnapshotStore
-from exporter.targets import build_targets
+from exporter.targets import Discovered, build_targets
 from exporter.tokens import TokenReader
 from exporter.webconfig import WebConfigWatcher
 
 log = logging.getLogger("unpod_exporter")
 SHUTDOWN_GRACE = 4.0
 PROBE_BUDGET_WAIT = 10.0  # a /probe waits this long for the request budget, then answers 503
+
+
+def _file_version(path: str | None) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns) if st else None
 
 
 def make_registry(store: SnapshotStore) -> CollectorRegistry:
@@ -43,8 +54,15 @@ class Exporter:
     def __init__(self, config: Config, telemetry_path: str = "/metrics",
                  config_loader: Callable[[], Config] | None = None,
                  enable_lifecycle: bool = False,
-                 web_config: WebConfigWatcher | None = None) -> None:
+                 web_config: WebConfigWatcher | None = None,
+                 shard: Shard | None = None) -> None:
         self.config = config
+        self.shard = shard or Shard()
+        self._discovered = Discovered()
+        self._discoverer: Discoverer | None = None
+        self._discovery_task: asyncio.Task[None] | None = None
+        self._discovery_pending = config.discovery is not None
+        self._tls_cache: tuple[object, ssl.SSLContext | bool] | None = None
         self._config_loader = config_loader
         self.store = SnapshotStore(config.poll.max_staleness)
         self.registry = make_registry(self.store)
@@ -64,7 +82,8 @@ class Exporter:
         if self._stopping:
             return False
         if not self._ready:
-            self._ready = self._poller is not None and self.store.ready
+            self._ready = (self._poller is not None and not self._discovery_pending
+                           and self.store.ready)
         return self._ready
 
     @property
@@ -78,7 +97,15 @@ class Exporter:
             log.warning("api.tls.insecure_skip_verify is set: the Unpod API's certificate is "
                         "not verified, so the API token can be intercepted")
         return UnpodClient(session, api.base_url, api.timeout, proxy=api.proxy_url,
-                           ssl_context=api.tls.ssl_context())
+                           ssl_context=self._ssl_context(api.tls))
+
+    def _ssl_context(self, tls: ApiTlsConfig) -> ssl.SSLContext | bool:
+        """The same context while the TLS settings and their files are unchanged: aiohttp pools
+        connections per context, so a new one on every reload would open a new pool."""
+        files = tuple(_file_version(path) for path in (tls.ca_file, tls.cert_file, tls.key_file))
+        if self._tls_cache is None or self._tls_cache[0] != (tls, files):
+            self._tls_cache = ((tls, files), tls.ssl_context())
+        return self._tls_cache[1]
 
     async def start(self) -> None:
         config = self.config
@@ -86,23 +113,60 @@ class Exporter:
         self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
         self._poller = Poller(self._client(self._session, config), self.store, self.tokens,
                               config.poll.concurrency)
-        self._apply(config)
+        self._discoverer = Discoverer(self._poller, self.tokens, self.store)
+        self._apply(config, announce=True)
         self._loop_task = asyncio.create_task(self._poller.run(), name="poller")
+        self._start_discovery()
         log.info("polling started", extra={"fields": {
             "targets": len(self.store.states()), "orgs": len(config.orgs),
-            "base_url": config.api.base_url}})
+            "base_url": config.api.base_url, "shard": f"{self.shard.index}/{self.shard.count}"}})
 
-    def _apply(self, config: Config) -> None:
-        """Point the poller at a (new) config: budget, intervals stretched to fit, targets."""
+    def _start_discovery(self) -> None:
+        if self._discovery_task is not None:
+            self._discovery_task.cancel()
+            self._discovery_task = None
+        if self.config.discovery is not None:
+            self._discovery_task = asyncio.create_task(self._discover(), name="discovery")
+
+    async def _discover(self) -> None:
+        """Re-read the organization and space lists every discovery interval."""
+        assert self._discoverer is not None
+        while True:
+            config = self.config
+            assert config.discovery is not None
+            try:
+                self._discovered = await self._discoverer.run(config)
+            except Exception:  # a bug must not stop discovery for good
+                log.exception("discovery crashed; keeping the last known targets")
+            self._discovery_pending = False
+            self._apply(config, announce=False)
+            await asyncio.sleep(config.discovery.interval)
+
+    def _discovery_demand(self, config: Config) -> float:
+        """Discovery's requests per minute: one org list plus one space list per org."""
+        if config.discovery is None:
+            return 0.0
+        orgs = {o.handle: o for o in config.orgs}
+        handles = set(orgs) | set(self._discovered.orgs or ())
+        lists = (config.discovery.orgs is not None) + sum(
+            config.space_filter(orgs.get(h)) is not None for h in handles)
+        return lists * 60.0 / config.discovery.interval
+
+    def _apply(self, config: Config, announce: bool) -> None:
+        """Point the poller at a config and the discovered targets: this shard's share of the
+        budget, intervals stretched to fit it, targets."""
         poller = self.poller
         api = config.api
-        poller.set_budget(api.max_requests_per_minute, api.max_requests_per_day)
-        targets = build_targets(config)
+        shards = self.shard.count
+        per_minute = api.max_requests_per_minute / shards
+        per_day = api.max_requests_per_day / shards if api.max_requests_per_day else None
+        poller.set_budget(per_minute, per_day)
+        targets = build_targets(config, self._discovered, self.shard)
         intervals: dict[str, float] = {}
-        for token, stretch in stretch_intervals(targets, api.max_requests_per_minute,
-                                                api.max_requests_per_day).items():
+        extra = {api.token: self._discovery_demand(config)}
+        for token, stretch in stretch_intervals(targets, per_minute, per_day, extra).items():
             intervals.update(stretch.intervals)
-            if stretch.factor > 1:
+            if stretch.factor > 1 and announce:
                 log.warning("targets need more requests than the budget allows; stretching "
                             "their intervals", extra={"fields": {
                                 "token": token.describe(), "factor": f"{stretch.factor:.2f}",
@@ -142,14 +206,18 @@ class Exporter:
         if config.poll.concurrency != self.config.poll.concurrency:
             self._poller.set_concurrency(config.poll.concurrency)
         self._poller.auth_backoff.reset()
-        self._apply(config)
         self.config = config
+        self._apply(config, announce=True)
+        self._start_discovery()
         self.store.mark_reload(True)
         log.info("config reloaded", extra={"fields": {"targets": len(self.store.states())}})
         return None
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         self._stopping = True
+        if self._discovery_task is not None:
+            self._discovery_task.cancel()
+            await asyncio.gather(self._discovery_task, return_exceptions=True)
         if self._poller is not None:
             await self._poller.stop(grace)
         if self._loop_task is not None:

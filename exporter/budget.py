@@ -7,9 +7,10 @@ token rotation and reload (token sources compare by kind and reference, not by c
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from exporter.client import ApiError
@@ -24,7 +25,7 @@ DEFAULT_RATE_LIMIT_PAUSE = 60.0
 class _Window:
     """Tokens that come back ``span`` seconds after they were spent (a sliding window)."""
 
-    def __init__(self, limit: int, span: float) -> None:
+    def __init__(self, limit: float, span: float) -> None:
         self.limit = limit
         self.span = span
         self._spent: deque[float] = deque()
@@ -32,7 +33,8 @@ class _Window:
     def wait(self, now: float) -> float:
         while self._spent and self._spent[0] <= now - self.span:
             self._spent.popleft()
-        if len(self._spent) < self.limit:
+        # A shard's share can be fractional: round down, but never below one a window.
+        if len(self._spent) < max(1, math.floor(self.limit)):
             return 0.0
         return self._spent[0] + self.span - now
 
@@ -44,7 +46,7 @@ class RequestBudget:
     """The requests one token source may make: a per-minute (and optional per-day) cap, plus
     pauses the API asked for (429 Retry-After, an exhausted X-RateLimit-Remaining)."""
 
-    def __init__(self, per_minute: int, per_day: int | None = None,
+    def __init__(self, per_minute: float, per_day: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._windows: list[_Window] = []
@@ -54,7 +56,7 @@ class RequestBudget:
         self._pace_until = 0.0
         self._last = float("-inf")
 
-    def configure(self, per_minute: int, per_day: int | None) -> None:
+    def configure(self, per_minute: float, per_day: float | None) -> None:
         old = {w.span: w for w in self._windows}
         windows = []
         for limit, span in ((per_minute, 60.0), (per_day or 0, 86400.0)):
@@ -107,15 +109,16 @@ class Stretch:
     intervals: dict[str, float]
 
 
-def stretch_intervals(targets: Iterable[Target], per_minute: int, per_day: int | None,
-                      extra_per_minute: float = 0.0) -> dict[TokenSource, Stretch]:
+def stretch_intervals(targets: Iterable[Target], per_minute: float, per_day: float | None,
+                      extra_per_minute: Mapping[TokenSource, float] | None = None,
+                      ) -> dict[TokenSource, Stretch]:
     """One factor per token source stretches all its intervals so demand fits the cap."""
     by_token: dict[TokenSource, list[Target]] = {}
     for target in targets:
         by_token.setdefault(target.token, []).append(target)
     result: dict[TokenSource, Stretch] = {}
     for token, members in by_token.items():
-        demand = sum(60.0 / t.interval for t in members) + extra_per_minute
+        demand = sum(60.0 / t.interval for t in members) + (extra_per_minute or {}).get(token, 0)
         factor = 1.0
         if per_minute > 0:
             factor = max(factor, demand / per_minute)

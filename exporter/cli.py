@@ -17,6 +17,7 @@ from exporter.app import Exporter, run_web
 from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from exporter.demo import DemoApi, demo_config
 from exporter.logs import LEVELS, setup_logging
+from exporter.sharding import Shard, ShardError, parse_shard
 from exporter.targets import build_targets
 from exporter.webconfig import WebConfigWatcher, load_web_config
 
@@ -57,15 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS))
     parser.add_argument("--log.format", dest="log_format", default="logfmt",
                         choices=["logfmt", "json"])
+    parser.add_argument("--shard.count", dest="shard_count", type=int, default=1,
+                        help="split the targets over this many replicas (default 1)")
+    parser.add_argument("--shard.index", dest="shard_index", default="0",
+                        help="this replica's shard, 0-based, or 'auto' (hostname's ordinal)")
     parser.add_argument("--demo", action="store_true",
                         help="run against a built-in simulated Unpod API (no token, no network)")
     parser.add_argument("--version", action="version", version=f"unpod-exporter {__version__}")
     return parser
 
 
-def describe_targets(config: Config) -> str:
+def shard_from(args: argparse.Namespace) -> Shard:
+    try:
+        return parse_shard(args.shard_count, args.shard_index)
+    except ShardError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def describe_targets(config: Config, shard: Shard) -> str:
     lines = []
-    for target in build_targets(config):
+    if config.discovery is not None:
+        lines.append(f"  plus discovered targets (every {config.discovery.interval:g}s)")
+    for target in build_targets(config, shard=shard):
         lines.append(f"  {target.describe()} interval={target.interval:g}s "
                      f"token={target.token.describe()}")
     return "\n".join(lines)
@@ -94,7 +108,8 @@ async def serve(args: argparse.Namespace) -> int:
             return load_config(args.config_file)
 
     web_config = WebConfigWatcher(args.web_config_file) if args.web_config_file else None
-    exporter = Exporter(config, telemetry_path, loader, args.enable_lifecycle, web_config)
+    exporter = Exporter(config, telemetry_path, loader, args.enable_lifecycle, web_config,
+                        shard_from(args))
     try:
         runner = await run_web(exporter.web_app, host, port,
                                web_config.server_context() if web_config else None)
@@ -133,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "is not verified", file=sys.stderr)
             print(f"config {args.config_file} is valid; proxy: {config.api.proxy_display()}; "
                   "would poll:")
-            print(describe_targets(config))
+            print(describe_targets(config, shard_from(args)))
             return 0
         return asyncio.run(serve(args))
     except (ConfigError, StartupError) as exc:

@@ -12,12 +12,14 @@ import email.utils
 import json
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import aiohttp
 
 from exporter import __version__
-from exporter.analytics import Analytics, InvalidAnalytics, parse_analytics
+from exporter.analytics import Analytics, parse_analytics
 
 REASONS = (
     "bad_request",
@@ -63,9 +65,12 @@ class ApiError:
     http_status: int | None = None
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class ApiResponse:
-    outcome: Analytics | ApiError
+class ApiResponse(Generic[T]):
+    outcome: T | ApiError
     ratelimit_remaining: int | None = None
     retry_after: float | None = None  # seconds, from a 429's Retry-After
     ratelimit_limit: int | None = None
@@ -138,8 +143,10 @@ def decode_body(raw: bytes) -> object:
         raise ValueError(f"body is not JSON ({type(exc).__name__})") from None
 
 
-def interpret(http_status: int, raw: bytes) -> Analytics | ApiError:
-    """Classify a complete response (status and body bytes) as SPEC.md says."""
+def interpret(http_status: int, raw: bytes,
+              parse: Callable[[object], T] = parse_analytics) -> T | ApiError:  # type: ignore[assignment]
+    """Classify a complete response (status and body bytes) as SPEC.md says; ``parse`` turns
+    the envelope's ``data`` into the result or raises ValueError."""
     if 300 <= http_status <= 399:
         return ApiError("invalid_response", f"HTTP {http_status} redirect not followed",
                         http_status)
@@ -173,8 +180,8 @@ def interpret(http_status: int, raw: bytes) -> Analytics | ApiError:
         return ApiError(_body_reason(code), f"HTTP {http_status}, status_code {code}{detail}",
                         http_status)
     try:
-        return parse_analytics(body.get("data"))
-    except InvalidAnalytics as exc:
+        return parse(body.get("data"))
+    except ValueError as exc:
         return ApiError("invalid_response", f"HTTP {http_status}: {exc}", http_status)
 
 
@@ -201,7 +208,7 @@ class UnpodClient:
         self._session = session
         self._proxy = proxy
         self._ssl = ssl_context
-        self._url = base_url.rstrip("/") + ANALYTICS_PATH
+        self._base = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_body = max_body_bytes
 
@@ -209,17 +216,26 @@ class UnpodClient:
     def timeout(self) -> float:
         return self._timeout.total or 0.0
 
-    async def fetch_analytics(self, org: str, token: str, space_token: str | None) -> ApiResponse:
-        secrets = (token, space_token or "")
-        headers = {"Authorization": f"Token {token}", "Org-Handle": org,
-                   "User-Agent": USER_AGENT, "Accept": "application/json"}
+    async def fetch_analytics(self, org: str, token: str,
+                              space_token: str | None) -> ApiResponse[Analytics]:
         params = {"space_token": space_token} if space_token else None
+        return await self.get(ANALYTICS_PATH, token, org, params, parse_analytics,
+                              (token, space_token or ""))
+
+    async def get(self, path: str, token: str, org: str | None, params: dict[str, str] | None,
+                  parse: Callable[[object], T], secrets: tuple[str, ...]) -> ApiResponse[T]:
+        """One GET of an enveloped endpoint; never raises, never leaks ``secrets``."""
+        headers = {"Authorization": f"Token {token}", "User-Agent": USER_AGENT,
+                   "Accept": "application/json"}
+        if org is not None:
+            headers["Org-Handle"] = org
+        outcome: T | ApiError
         remaining: int | None = None
         retry_after: float | None = None
         limit: int | None = None
         reset: float | None = None
         try:
-            async with self._session.get(self._url, headers=headers, params=params,
+            async with self._session.get(self._base + path, headers=headers, params=params,
                                          timeout=self._timeout, allow_redirects=False,
                                          proxy=self._proxy, ssl=self._ssl) as resp:
                 remaining = _int_header(resp.headers.get("X-RateLimit-Remaining"))
@@ -228,7 +244,7 @@ class UnpodClient:
                 if resp.status == 429:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 raw = await _read_limited(resp, self._max_body)
-                outcome = interpret(resp.status, raw)
+                outcome = interpret(resp.status, raw, parse)
         except _BodyTooLarge as exc:
             outcome = ApiError("invalid_response", f"response body too large ({exc})")
         except TimeoutError:

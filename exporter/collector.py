@@ -102,6 +102,13 @@ def _add_exporter(out: _Families, store: SnapshotStore, target_count: int) -> No
         out.add("unpod_api_requests", "counter",
                 "Requests sent to the Unpod API (every attempt, retries included) by outcome.",
                 {"org": org, "outcome": outcome}, count)
+    for kind, success in sorted(store.discovery_success.items()):
+        out.add("unpod_exporter_discovery_success", "gauge",
+                "1 if the last discovery of organizations or spaces succeeded.",
+                {"kind": kind}, 1 if success else 0)
+    for kind, when in sorted(store.discovery_success_time.items()):
+        out.add("unpod_exporter_discovery_last_success_timestamp_seconds", "gauge",
+                "Unix time of the last successful discovery.", {"kind": kind}, when)
     for org, remaining in sorted(store.ratelimit_remaining.items()):
         out.add("unpod_api_ratelimit_remaining", "gauge",
                 "Last X-RateLimit-Remaining header seen from the Unpod API.",

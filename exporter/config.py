@@ -76,8 +76,8 @@ class ApiTlsConfig:
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         """The ``ssl`` argument for aiohttp; raises ConfigError naming the key at fault."""
-        if self.insecure_skip_verify and not (self.cert_file or self.ca_file):
-            return False
+        if not (self.ca_file or self.cert_file):
+            return not self.insecure_skip_verify  # aiohttp's default verification, or none
         context = ssl.create_default_context()
         if self.insecure_skip_verify:
             context.check_hostname = False
@@ -136,12 +136,33 @@ class SpaceConfig:
 
 
 @dataclass(frozen=True)
+class NameFilter:
+    """Anchored include/exclude regular expressions (exclude wins), as Prometheus matches."""
+
+    include: re.Pattern[str] | None = None
+    exclude: re.Pattern[str] | None = None
+
+    def matches(self, name: str) -> bool:
+        if self.exclude is not None and self.exclude.fullmatch(name):
+            return False
+        return self.include is None or self.include.fullmatch(name) is not None
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    interval: float = 600.0
+    orgs: NameFilter | None = None  # None: organizations are not discovered
+    spaces: NameFilter | None = None  # None: spaces are not discovered (unless per org)
+
+
+@dataclass(frozen=True)
 class OrgConfig:
     handle: str
     token: TokenSource | None = None
     interval: float | None = None
     org_wide: bool = True
     spaces: tuple[SpaceConfig, ...] = ()
+    discover_spaces: NameFilter | bool | None = None  # None: as discovery.spaces says
 
 
 @dataclass(frozen=True)
@@ -149,6 +170,18 @@ class Config:
     api: ApiConfig
     poll: PollConfig
     orgs: tuple[OrgConfig, ...]
+    discovery: DiscoveryConfig | None = None
+
+    def space_filter(self, org: OrgConfig | None) -> NameFilter | None:
+        """The filter for discovering this org's spaces (None: do not discover them)."""
+        own = org.discover_spaces if org is not None else None
+        if isinstance(own, NameFilter):
+            return own
+        if own is True:
+            return NameFilter()
+        if own is False:
+            return None
+        return self.discovery.spaces if self.discovery else None
 
     def token_for(self, org: OrgConfig) -> TokenSource:
         return org.token or self.api.token
@@ -208,7 +241,10 @@ def parse_config_text(text: str, source: str = "config") -> Config:
 
 def check_token_sources(config: Config) -> None:
     """Raise ConfigError for the first token source that cannot give a token now."""
-    for source in {config.token_for(org) for org in config.orgs}:
+    sources = {config.token_for(org) for org in config.orgs}
+    if config.discovery is not None:
+        sources.add(config.api.token)  # discovered orgs use the api token
+    for source in sources:
         source.read()
 
 
@@ -401,8 +437,46 @@ def _space(value: object, key: str) -> SpaceConfig:
     )
 
 
+def _regex(value: object, key: str) -> re.Pattern[str]:
+    text = _string(value, key)
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise ConfigError(f"{key}: invalid regular expression: {exc}") from None
+
+
+def _name_filter(value: object, key: str) -> NameFilter | bool:
+    """``true``/``false``, or ``{include: REGEX, exclude: REGEX}``."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected true, false or {{include, exclude}}, "
+                          f"got {_type_name(value)}")
+    raw = _mapping(value, key, {"include", "exclude"})
+    return NameFilter(include=_optional(raw, "include", key, _regex, None),
+                      exclude=_optional(raw, "exclude", key, _regex, None))
+
+
+def _as_filter(value: NameFilter | bool) -> NameFilter | None:
+    if isinstance(value, NameFilter):
+        return value
+    return NameFilter() if value else None
+
+
+def _discovery(value: object) -> DiscoveryConfig | None:
+    if value is None:
+        return None
+    raw = _mapping(value, "discovery", {"interval", "orgs", "spaces"})
+    return DiscoveryConfig(
+        interval=_optional(raw, "interval", "discovery", parse_duration, 600.0),
+        orgs=_as_filter(_name_filter(raw.get("orgs", False), "discovery.orgs")),
+        spaces=_as_filter(_name_filter(raw.get("spaces", False), "discovery.spaces")),
+    )
+
+
 def _org(value: object, key: str, poll: PollConfig) -> OrgConfig:
-    raw = _mapping(value, key, {"handle", "interval", "org_wide", "spaces", *TOKEN_KINDS})
+    raw = _mapping(value, key, {"handle", "interval", "org_wide", "spaces", "discover_spaces",
+                                *TOKEN_KINDS})
     if "handle" not in raw:
         raise ConfigError(f"{key}.handle: required")
     spaces: list[SpaceConfig] = []
@@ -430,27 +504,30 @@ def _org(value: object, key: str, poll: PollConfig) -> OrgConfig:
         interval=_optional(raw, "interval", key, parse_duration, None),
         org_wide=_optional(raw, "org_wide", key, _boolean, True),
         spaces=tuple(spaces),
+        discover_spaces=_optional(raw, "discover_spaces", key, _name_filter, None),
     )
     if org.interval is not None and org.interval > poll.max_staleness:
         raise ConfigError(
             f"{key}.interval: {org.interval:g}s exceeds poll.max_staleness "
             f"({poll.max_staleness:g}s); its series would vanish between polls"
         )
-    if not org.org_wide and not org.spaces:
+    if not org.org_wide and not org.spaces and not org.discover_spaces:
         raise ConfigError(f"{key}: org_wide is false and no spaces are listed: nothing to poll")
     return org
 
 
 def parse_config(raw: object) -> Config:
     """Validate an already-parsed YAML document (without reading token sources)."""
-    top = _mapping(raw, "", {"api", "poll", "orgs"})
+    top = _mapping(raw, "", {"api", "poll", "orgs", "discovery"})
     api = _api(top.get("api"))
     poll = _poll(top.get("poll"))
-    if "orgs" not in top:
+    discovery = _discovery(top.get("discovery"))
+    discovers_orgs = discovery is not None and discovery.orgs is not None
+    if "orgs" not in top and not discovers_orgs:
         raise ConfigError("orgs: required (a list of organizations to poll)")
     orgs: list[OrgConfig] = []
     handles: dict[str, int] = {}
-    for index, item in enumerate(_list(top["orgs"], "orgs")):
+    for index, item in enumerate(_list(top.get("orgs"), "orgs")):
         org = _org(item, f"orgs[{index}]", poll)
         if org.handle in handles:
             raise ConfigError(
@@ -464,6 +541,7 @@ def parse_config(raw: object) -> Config:
                 f"poll.interval: {poll.interval:g}s (used by orgs[{index}]) exceeds "
                 f"poll.max_staleness ({poll.max_staleness:g}s); series would vanish between polls"
             )
-    if not orgs:
-        raise ConfigError("orgs: at least one organization is required")
-    return Config(api=api, poll=poll, orgs=tuple(orgs))
+    if not orgs and not discovers_orgs:
+        raise ConfigError("orgs: at least one organization is required "
+                          "(or discovery.orgs: true)")
+    return Config(api=api, poll=poll, orgs=tuple(orgs), discovery=discovery)

@@ -17,7 +17,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TypeVar
 
 from exporter.analytics import Analytics
 from exporter.budget import DEFAULT_RATE_LIMIT_PAUSE, AuthBackoff, RequestBudget
@@ -29,6 +30,7 @@ from exporter.tokens import TokenReader
 
 log = logging.getLogger("unpod_exporter.poller")
 Key = tuple[str, str]
+R = TypeVar("R")
 RETRYABLE = frozenset({"timeout", "connection_error", "server_error"})
 AUTH_FAILURES = frozenset({"unauthorized", "forbidden"})
 MAX_ATTEMPTS = 3
@@ -45,7 +47,7 @@ def next_slot(anchor: float, phase: float, interval: float, now: float) -> float
 
 class Poller:
     def __init__(self, client: UnpodClient, store: SnapshotStore, tokens: TokenReader,
-                 concurrency: int, per_minute: int = 0, per_day: int | None = None) -> None:
+                 concurrency: int, per_minute: float = 0, per_day: float | None = None) -> None:
         self.client = client
         self._store = store
         self._tokens = tokens
@@ -95,7 +97,7 @@ class Poller:
     def target(self, key: Key) -> Target | None:
         return self._targets.get(key)
 
-    def set_budget(self, per_minute: int, per_day: int | None) -> None:
+    def set_budget(self, per_minute: float, per_day: float | None) -> None:
         self._per_minute, self._per_day = per_minute, per_day
         for budget in self.budgets.values():
             budget.configure(per_minute, per_day)
@@ -200,9 +202,10 @@ class Poller:
             self._log_transition(target, transition)
         return outcome
 
-    async def _request(self, target: Target, budget: RequestBudget,
-                       deadline: float) -> ApiResponse | None:
-        """One request once budget and a concurrency slot allow; None if not before deadline."""
+    async def send(self, budget: RequestBudget, deadline: float,
+                   request: Callable[[], Awaitable[R]]) -> R | None:
+        """Run ``request`` once the budget and a concurrency slot allow; None (nothing sent,
+        nothing spent) if that is not before ``deadline``."""
         while True:
             delay = budget.wait()
             if delay > 0:
@@ -212,18 +215,25 @@ class Poller:
                 continue
             async with self._semaphore:
                 if budget.wait() > 0:
-                    continue  # a 429 or the cap arrived while this poll queued for a slot
+                    continue  # a 429 or the cap arrived while this request queued for a slot
                 budget.spend()
-                try:
-                    token = self._tokens.get(target.token)
-                except ConfigError as exc:
-                    return ApiResponse(ApiError("unauthorized", f"no usable token: {exc}"))
-                response = await self.client.fetch_analytics(target.org, token,
-                                                              target.space_token)
-            self._store.count_request(target.org, response)
-            return response
+                return await request()
 
-    def _observe(self, budget: RequestBudget, response: ApiResponse) -> None:
+    async def _request(self, target: Target, budget: RequestBudget,
+                       deadline: float) -> ApiResponse[Analytics] | None:
+        async def fetch() -> ApiResponse[Analytics]:
+            try:
+                token = self._tokens.get(target.token)
+            except ConfigError as exc:
+                return ApiResponse(ApiError("unauthorized", f"no usable token: {exc}"))
+            return await self.client.fetch_analytics(target.org, token, target.space_token)
+
+        response = await self.send(budget, deadline, fetch)
+        if response is not None:
+            self._store.count_request(target.org, response.outcome, response.ratelimit_remaining)
+        return response
+
+    def _observe(self, budget: RequestBudget, response: ApiResponse[Analytics]) -> None:
         outcome = response.outcome
         if isinstance(outcome, ApiError) and outcome.reason == "rate_limited":
             budget.pause(response.retry_after or response.ratelimit_reset

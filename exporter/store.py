@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from exporter.analytics import Analytics
-from exporter.client import REASONS, ApiError, ApiResponse
+from exporter.client import REASONS, ApiError
 from exporter.targets import Target
 
 _NO_ERRORS = tuple(0 for _ in REASONS)
@@ -58,6 +58,8 @@ class SnapshotStore:
         self.poll_intervals: dict[str, float] = {}
         self.reload_successful = True
         self.reload_success_time = clock()
+        self.discovery_success: dict[str, bool] = {}
+        self.discovery_success_time: dict[str, float] = {}
 
     # --- targets ---------------------------------------------------------------------------
 
@@ -72,6 +74,7 @@ class SnapshotStore:
         for table in (self.ratelimit_remaining, self.poll_intervals):
             for org in set(table) - orgs:
                 del table[org]
+        orgs.add("")  # requests that name no org: organization discovery
         for key in [k for k in self.api_requests if k[0] not in orgs]:
             del self.api_requests[key]
 
@@ -87,11 +90,11 @@ class SnapshotStore:
 
     # --- results ---------------------------------------------------------------------------
 
-    def count_request(self, org: str, response: ApiResponse) -> None:
-        outcome = response.outcome
+    def count_request(self, org: str, outcome: object, ratelimit_remaining: int | None) -> None:
+        """Count one request to the API (any endpoint) by its outcome."""
         self.api_requests[(org, outcome.reason if isinstance(outcome, ApiError) else "ok")] += 1
-        if response.ratelimit_remaining is not None and org in self.poll_intervals:
-            self.ratelimit_remaining[org] = response.ratelimit_remaining
+        if ratelimit_remaining is not None and org in self.poll_intervals:
+            self.ratelimit_remaining[org] = ratelimit_remaining
 
     def record(self, target: Target, outcome: Analytics | ApiError,
                duration: float) -> Transition | None:
@@ -133,6 +136,14 @@ class SnapshotStore:
         if now - state.last_success > self.stale_after(state.target):
             return None
         return state.analytics
+
+    def discovery_result(self, kind: str, success: bool) -> bool:
+        """Record a discovery outcome; True when a failure is new (worth one log line)."""
+        was = self.discovery_success.get(kind)
+        self.discovery_success[kind] = success
+        if success:
+            self.discovery_success_time[kind] = self.clock()
+        return not success and was is not False
 
     def mark_reload(self, successful: bool) -> None:
         self.reload_successful = successful

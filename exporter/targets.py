@@ -1,10 +1,14 @@
-"""What gets polled: one target per organization (org-wide) and per configured space."""
+"""What gets polled: the org-wide view of each organization and its spaces, configured or
+discovered, restricted to this shard."""
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 
-from exporter.config import Config, TokenSource
+from exporter.config import Config, NameFilter, OrgConfig, SpaceConfig, TokenSource
+from exporter.sharding import Shard
 
 ORG_WIDE = ""  # the `space` label value of the org-wide target (i.e. no space label)
 
@@ -25,15 +29,61 @@ class Target:
         return f"org={self.org} space={self.space or '(org-wide)'}"
 
 
-def build_targets(config: Config) -> tuple[Target, ...]:
+@dataclass(frozen=True)
+class DiscoveredSpace:
+    name: str
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """Discovery's last known lists; ``orgs`` is None until organizations were listed once."""
+
+    orgs: tuple[str, ...] | None = None
+    spaces: dict[str, tuple[DiscoveredSpace, ...]] = field(default_factory=dict)
+
+
+def _space_label(name: str) -> str | None:
+    label = " ".join(name.split())[:128]
+    return label if label and label.isprintable() else None
+
+
+def discovered_spaces(configured: tuple[SpaceConfig, ...], found: tuple[DiscoveredSpace, ...],
+                      name_filter: NameFilter) -> list[tuple[str, str]]:
+    """(label, space token) of the discovered spaces to poll beside the configured ones.
+
+    A space whose token is configured is dropped (configuration wins); every space of a name
+    used more than once (configured or discovered) gets ``name~HASH`` from its token's hash,
+    so the labels do not depend on the order of the API's list.
+    """
+    tokens = {space.space_token for space in configured}
+    kept = [(label, s.token) for s in found
+            if s.token not in tokens and (label := _space_label(s.name)) is not None
+            and name_filter.matches(s.name)]
+    counts = Counter([space.name for space in configured] + [label for label, _ in kept])
+    return [(f"{label}~{hashlib.sha256(token.encode()).hexdigest()[:4]}"
+             if counts[label] > 1 else label, token) for label, token in kept]
+
+
+def build_targets(config: Config, discovered: Discovered | None = None,
+                  shard: Shard | None = None) -> tuple[Target, ...]:
+    """Configured targets, then discovered ones; only this shard's."""
+    found = discovered or Discovered()
+    shard = shard or Shard()
+    configured = {org.handle: org for org in config.orgs}
+    orgs = [*config.orgs, *(OrgConfig(handle) for handle in found.orgs or ()
+                            if handle not in configured)]
     targets: list[Target] = []
-    for org in config.orgs:
+    for org in orgs:
         token = config.token_for(org)
         interval = config.interval_for(org)
         if org.org_wide:
             targets.append(Target(org.handle, ORG_WIDE, None, token, interval))
-        targets.extend(
-            Target(org.handle, space.name, space.space_token, token, interval)
-            for space in org.spaces
-        )
-    return tuple(targets)
+        spaces = [(space.name, space.space_token) for space in org.spaces]
+        name_filter = config.space_filter(configured.get(org.handle))
+        if name_filter is not None:
+            spaces += discovered_spaces(org.spaces, found.spaces.get(org.handle, ()),
+                                        name_filter)
+        targets.extend(Target(org.handle, label, space_token, token, interval)
+                       for label, space_token in spaces)
+    return tuple(t for t in targets if shard.owns(t.org, t.space))

@@ -83,6 +83,9 @@ class FakeUnpod:
         self.record = True  # benchmarks turn this off: a list of millions is its own leak
         self.latency = 0.0
         self.extra_headers: dict[str, str] = {}
+        self.space_names: dict[str, list[tuple[str, str]]] = {}
+        self.list_faults: dict[str, Fault] = {}  # "organizations" or "spaces:ORG"
+        self.list_requests: list[tuple[str, str | None]] = []
 
     # --- programming -----------------------------------------------------------------------
 
@@ -144,7 +147,39 @@ class FakeUnpod:
             {"status_code": 200, "message": "Analytics fetched successfully", "data": data},
             headers=self.extra_headers)
 
+    async def organizations(self, request: web.Request) -> web.StreamResponse:
+        self.list_requests.append(("organizations", request.headers.get("Org-Handle")))
+        fault = self.list_faults.get("organizations")
+        if fault is not None:
+            return await self._answer(request, fault)
+        if request.headers.get("Authorization", "").removeprefix("Token ") not in self.tokens:
+            return await self._answer(request, FAULTS["no_credentials"])
+        items = [{"id": i, "name": h.title(), "domain_handle": h, "role": "owner"}
+                 for i, h in enumerate(sorted({key[0] for key in self.data}))]
+        return web.json_response({"count": len(items), "status_code": 200,
+                                  "message": "Organizations fetched", "data": items})
+
+    async def spaces(self, request: web.Request) -> web.StreamResponse:
+        org = request.headers.get("Org-Handle") or ""
+        self.list_requests.append(("spaces", org))
+        fault = self.list_faults.get(f"spaces:{org}")
+        if fault is not None:
+            return await self._answer(request, fault)
+        if request.headers.get("Authorization", "").removeprefix("Token ") not in self.tokens:
+            return await self._answer(request, FAULTS["no_credentials"])
+        items = [{"id": i, "name": name, "token": token, "slug": name.lower()}
+                 for i, (name, token) in enumerate(self.space_names.get(org, []))]
+        return web.json_response({"count": len(items), "status_code": 200,
+                                  "message": "Spaces fetched", "data": items})
+
+    def add_space(self, org: str, name: str, token: str, **values: Any) -> None:
+        """A space that the spaces/ list shows (and that answers analytics)."""
+        self.space_names.setdefault(org, []).append((name, token))
+        self.set_analytics(org, token, **values)
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/api/v2/platform/organisation/analytics/", self.analytics)
+        app.router.add_get("/api/v2/platform/organizations/", self.organizations)
+        app.router.add_get("/api/v2/platform/spaces/", self.spaces)
         return app

@@ -140,6 +140,7 @@ TOGGLES: dict[str, dict[str, Any]] = {
                    "serviceMonitor": {"scheme": "https", "tlsConfig": {"insecureSkipVerify": True},
                                       "basicAuth": {"username": {"name": "s", "key": "u"}}}},
     "demo": {"demo": True, "grafanaDashboard": {"namespace": "grafana"}},
+    "sharded": {"shards": 3},
 }
 
 
@@ -229,6 +230,18 @@ async def test_chart_rules_and_dashboard_are_the_mixin_files_byte_for_byte():
     data = dashboard["data"]["unpod.json"].encode()
     assert hashlib.sha256(data).digest() == hashlib.sha256(
         (MONITORING / "dashboards" / "unpod.json").read_bytes()).digest()
+
+
+async def test_shards_make_a_statefulset_and_replicas_are_refused():
+    objects = await install({"shards": 3})
+    validate(objects)
+    workload = objects[("StatefulSet", "unpod-unpod-exporter")]
+    assert workload["spec"]["replicas"] == 3
+    args = workload["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--shard.count=3" in args and "--shard.index=auto" in args
+    assert ("Deployment", "unpod-unpod-exporter") not in objects
+    with pytest.raises(AssertionError, match="use shards"):
+        await install({"replicaCount": 2})
 
 
 async def test_config_change_rolls_the_pod_and_web_config_is_mounted():

@@ -1,0 +1,102 @@
+"""Discovery: the organizations a token can see (``organizations/``) and their spaces
+(``spaces/``). It fails soft: whatever could not be listed keeps its last known answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+from exporter.client import ApiError
+from exporter.config import Config
+from exporter.poller import Poller
+from exporter.store import SnapshotStore
+from exporter.targets import Discovered, DiscoveredSpace
+from exporter.tokens import TokenReader
+
+log = logging.getLogger("unpod_exporter.discovery")
+ORGS_PATH = "/organizations/"
+SPACES_PATH = "/spaces/"
+
+
+def _items(data: object, what: str) -> list[dict[str, object]]:
+    if not isinstance(data, list):
+        raise ValueError(f"{what} list is {type(data).__name__}, expected a list")
+    return [item for item in data if isinstance(item, dict)]
+
+
+def parse_orgs(data: object) -> tuple[str, ...]:
+    handles = {item.get("domain_handle") for item in _items(data, "organizations")}
+    return tuple(sorted(h for h in handles if isinstance(h, str) and h))
+
+
+def parse_spaces(data: object) -> tuple[DiscoveredSpace, ...]:
+    spaces = {}
+    for item in _items(data, "spaces"):
+        name, token = item.get("name"), item.get("token")
+        if isinstance(name, str) and isinstance(token, str) and name.strip() and token:
+            spaces[token] = DiscoveredSpace(name, token)
+    return tuple(sorted(spaces.values(), key=lambda s: (s.name, s.token)))
+
+
+class Discoverer:
+    """Lists organizations and spaces with the API token, within its request budget."""
+
+    def __init__(self, poller: Poller, tokens: TokenReader, store: SnapshotStore) -> None:
+        self._poller = poller
+        self._tokens = tokens
+        self._store = store
+        self.last = Discovered()
+
+    async def _get(self, config: Config, path: str, org: str | None,
+                   parse: Callable[[object], object]) -> object:
+        token = self._tokens.get(config.api.token)
+        budget = self._poller.budget(config.api.token)
+        response = await self._poller.send(budget, math.inf, lambda: self._poller.client.get(
+            path, token, org, None, parse, (token,)))
+        assert response is not None  # no deadline: it waits for the budget
+        self._store.count_request(org or "", response.outcome, response.ratelimit_remaining)
+        return response.outcome
+
+    async def run(self, config: Config) -> Discovered:
+        """One discovery round; returns (and keeps) the merged last known lists."""
+        assert config.discovery is not None
+        orgs = self.last.orgs
+        if config.discovery.orgs is not None:
+            listed = await self._get(config, ORGS_PATH, None, parse_orgs)
+            if isinstance(listed, ApiError):
+                self._failed("orgs", listed)
+            else:
+                assert isinstance(listed, tuple)
+                orgs = tuple(h for h in listed if config.discovery.orgs.matches(h))
+                self._store.discovery_result("orgs", True)
+        configured = {org.handle: org for org in config.orgs}
+        candidates = [*configured, *(h for h in orgs or () if h not in configured)]
+        spaces = dict(self.last.spaces)
+        all_listed = True
+        for handle in candidates:
+            if config.space_filter(configured.get(handle)) is None:
+                spaces.pop(handle, None)
+                continue
+            listed = await self._get(config, SPACES_PATH, handle, parse_spaces)
+            if isinstance(listed, ApiError):
+                all_listed = False
+                self._failed("spaces", listed, handle)
+            else:
+                assert isinstance(listed, tuple)
+                spaces[handle] = listed
+        wants_spaces = any(config.space_filter(configured.get(h)) is not None
+                           for h in candidates)
+        if wants_spaces and all_listed:
+            self._store.discovery_result("spaces", True)
+        for handle in set(spaces) - set(candidates):
+            del spaces[handle]
+        self.last = Discovered(orgs, spaces)
+        return self.last
+
+    def _failed(self, kind: str, error: ApiError, org: str | None = None) -> None:
+        if self._store.discovery_result(kind, False):
+            log.warning("discovery failed, keeping the last known targets", extra={"fields": {
+                "kind": kind, "org": org or "", "reason": error.reason,
+                "error": error.message}})
