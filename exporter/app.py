@@ -18,6 +18,7 @@ from exporter.client import UnpodClient, close_quietly
 from exporter.collector import UnpodCollector
 from exporter.config import ApiTlsConfig, Config, ConfigError
 from exporter.discovery import Discoverer
+from exporter.exposition import ExpositionCache
 from exporter.poller import Poller
 from exporter.server import make_app
 from exporter.sharding import Shard
@@ -39,9 +40,11 @@ def _file_version(path: str | None) -> tuple[int, int] | None:
     return (st.st_ino, st.st_mtime_ns) if st else None
 
 
-def make_registry(store: SnapshotStore) -> CollectorRegistry:
+def make_registry(store: SnapshotStore, targets: bool = True) -> CollectorRegistry:
+    """The exporter's metrics and the process/python ones (with the targets' unless the
+    cached exposition renders those)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(UnpodCollector(store))
+    registry.register(UnpodCollector(store, targets=targets))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
@@ -65,7 +68,8 @@ class Exporter:
         self._tls_cache: tuple[object, ssl.SSLContext | bool] | None = None
         self._config_loader = config_loader
         self.store = SnapshotStore(config.poll.max_staleness)
-        self.registry = make_registry(self.store)
+        self.exposition = ExpositionCache(self.store, make_registry(self.store, targets=False))
+        self._staleness_task: asyncio.Task[None] | None = None
         self.tokens = TokenReader()
         self._session: aiohttp.ClientSession | None = None
         self._poller: Poller | None = None
@@ -73,7 +77,7 @@ class Exporter:
         self._ready = False
         self.probe_budget_wait = PROBE_BUDGET_WAIT
         self._stopping = False
-        self.web_app = make_app(self.registry, self.store, telemetry_path, self.is_ready,
+        self.web_app = make_app(self.exposition, self.store, telemetry_path, self.is_ready,
                                 self.reload if enable_lifecycle else None, web_config,
                                 self.probe)
 
@@ -116,10 +120,17 @@ class Exporter:
         self._discoverer = Discoverer(self._poller, self.tokens, self.store)
         self._apply(config, announce=True)
         self._loop_task = asyncio.create_task(self._poller.run(), name="poller")
+        self._staleness_task = asyncio.create_task(self._watch_staleness(), name="staleness")
         self._start_discovery()
         log.info("polling started", extra={"fields": {
             "targets": len(self.store.states()), "orgs": len(config.orgs),
             "base_url": config.api.base_url, "shard": f"{self.shard.index}/{self.shard.count}"}})
+
+    async def _watch_staleness(self) -> None:
+        """Withdraw stale analytics on a timer, not only when a poll ends."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.exposition.check_staleness()
 
     def _start_discovery(self) -> None:
         if self._discovery_task is not None:
@@ -215,9 +226,10 @@ class Exporter:
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         self._stopping = True
-        if self._discovery_task is not None:
-            self._discovery_task.cancel()
-            await asyncio.gather(self._discovery_task, return_exceptions=True)
+        for task in (self._discovery_task, self._staleness_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._poller is not None:
             await self._poller.stop(grace)
         if self._loop_task is not None:

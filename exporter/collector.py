@@ -14,17 +14,25 @@ from exporter.client import REASONS
 from exporter.store import SnapshotStore, TargetState
 from exporter.targets import ORG_WIDE, Target
 
-_ANALYTICS_DOCS = {
-    "unpod_calls": "Total calls of the target (all-time, as recomputed by Unpod).",
-    "unpod_calls_completed": "Completed calls of the target.",
-    "unpod_calls_failed": "Failed calls of the target.",
-    "unpod_call_success_ratio": "Completed calls divided by total calls (0..1).",
-    "unpod_call_average_duration_seconds": "Average call duration in seconds.",
-    "unpod_tasks": "Total tasks across all runs of the target.",
-    "unpod_tasks_by_status": "Tasks by status, as reported in task_status_breakdown.",
-    "unpod_tasks_last_progress_timestamp_seconds":
-        "Unix time at which finished tasks (completed + failed) last grew, or were first seen.",
-}
+# Per-target families in exposition order: (name, type, help).
+TARGET_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("unpod_calls", "gauge", "Total calls of the target (all-time, as recomputed by Unpod)."),
+    ("unpod_calls_completed", "gauge", "Completed calls of the target."),
+    ("unpod_calls_failed", "gauge", "Failed calls of the target."),
+    ("unpod_call_success_ratio", "gauge", "Completed calls divided by total calls (0..1)."),
+    ("unpod_call_average_duration_seconds", "gauge", "Average call duration in seconds."),
+    ("unpod_tasks", "gauge", "Total tasks across all runs of the target."),
+    ("unpod_tasks_by_status", "gauge", "Tasks by status, as reported in task_status_breakdown."),
+    ("unpod_tasks_last_progress_timestamp_seconds", "gauge",
+     "Unix time at which finished tasks (completed + failed) last grew, or were first seen."),
+    ("unpod_up", "gauge", "1 if the last poll of the target succeeded, else 0."),
+    ("unpod_last_success_timestamp_seconds", "gauge",
+     "Unix time of the last successful poll of the target."),
+    ("unpod_poll_duration_seconds", "gauge", "Duration of the last poll of the target in seconds."),
+    ("unpod_poll_errors", "counter",
+     "Failed polls of the target by final reason (retries not counted separately)."),
+)
+_KIND_AND_HELP = {name: (kind, doc) for name, kind, doc in TARGET_FAMILIES}
 
 
 def target_labels(target: Target) -> dict[str, str]:
@@ -47,6 +55,10 @@ class _Families:
         sample_name = f"{name}_total" if kind == "counter" else name
         family.samples.append(Sample(sample_name, labels, value))
 
+    def target(self, name: str, labels: dict[str, str], value: float) -> None:
+        kind, doc = _KIND_AND_HELP[name]
+        self.add(name, kind, doc, labels, value)
+
     def __iter__(self) -> Iterator[Metric]:
         return iter(self._families.values())
 
@@ -54,7 +66,7 @@ class _Families:
 def _add_analytics(out: _Families, labels: dict[str, str], analytics: Analytics,
                    progress: float | None) -> None:
     def gauge(name: str, value: float, extra: dict[str, str] | None = None) -> None:
-        out.add(name, "gauge", _ANALYTICS_DOCS[name], {**labels, **(extra or {})}, value)
+        out.target(name, {**labels, **(extra or {})}, value)
 
     gauge("unpod_calls", analytics.total_calls)
     gauge("unpod_calls_completed", analytics.completed_calls)
@@ -72,18 +84,33 @@ def _add_analytics(out: _Families, labels: dict[str, str], analytics: Analytics,
 
 def _add_health(out: _Families, labels: dict[str, str], state: TargetState) -> None:
     if state.attempted:
-        out.add("unpod_up", "gauge", "1 if the last poll of the target succeeded, else 0.",
-                labels, 1.0 if state.up else 0.0)
+        out.target("unpod_up", labels, 1.0 if state.up else 0.0)
     if state.last_success is not None:
-        out.add("unpod_last_success_timestamp_seconds", "gauge",
-                "Unix time of the last successful poll of the target.", labels, state.last_success)
+        out.target("unpod_last_success_timestamp_seconds", labels, state.last_success)
     if state.poll_duration is not None:
-        out.add("unpod_poll_duration_seconds", "gauge",
-                "Duration of the last poll of the target in seconds.", labels, state.poll_duration)
+        out.target("unpod_poll_duration_seconds", labels, state.poll_duration)
     for reason, count in zip(REASONS, state.errors, strict=True):
-        out.add("unpod_poll_errors", "counter",
-                "Failed polls of the target by final reason (retries not counted separately).",
-                {**labels, "reason": reason}, count)
+        out.target("unpod_poll_errors", {**labels, "reason": reason}, count)
+
+
+def _add_target(out: _Families, store: SnapshotStore, state: TargetState, now: float) -> bool:
+    """Analytics (unless stale) and health of one target; True if analytics were added."""
+    labels = target_labels(state.target)
+    analytics = store.fresh_analytics(state, now)
+    if analytics is not None:
+        _add_analytics(out, labels, analytics, state.progress_timestamp)
+    _add_health(out, labels, state)
+    return analytics is not None
+
+
+def target_families(store: SnapshotStore, state: TargetState, now: float,
+                    ) -> tuple[list[tuple[str, list[tuple[dict[str, str], float]]]], bool]:
+    """One target's samples by sample name, and whether its analytics are shown."""
+    out = _Families()
+    visible = _add_target(out, store, state, now)
+    families = [(family.samples[0].name, [(s.labels, s.value) for s in family.samples])
+                for family in out if family.samples]
+    return families, visible
 
 
 def _add_exporter(out: _Families, store: SnapshotStore, target_count: int) -> None:
@@ -116,11 +143,15 @@ def _add_exporter(out: _Families, store: SnapshotStore, target_count: int) -> No
 
 
 class UnpodCollector(Collector):
-    """Every target and the exporter's own metrics; or, with ``only``, one target alone."""
+    """Every target and the exporter's own metrics; with ``only``, one target alone; with
+    ``targets=False``, the exporter's own metrics alone (the cached exposition renders the
+    targets itself)."""
 
-    def __init__(self, store: SnapshotStore, only: tuple[str, str] | None = None) -> None:
+    def __init__(self, store: SnapshotStore, only: tuple[str, str] | None = None,
+                 targets: bool = True) -> None:
         self._store = store
         self._only = only
+        self._targets = targets
 
     def collect(self) -> Iterator[Metric]:
         store = self._store
@@ -131,13 +162,9 @@ class UnpodCollector(Collector):
             states = [state] if state is not None else []
         else:
             states = store.states()
-        for state in states:
-            analytics = store.fresh_analytics(state, now)
-            if analytics is not None:
-                _add_analytics(out, target_labels(state.target), analytics,
-                               state.progress_timestamp)
-        for state in states:
-            _add_health(out, target_labels(state.target), state)
+        if self._targets:
+            for state in states:
+                _add_target(out, store, state, now)
         if self._only is None:
             _add_exporter(out, store, len(states))
         return iter(out)

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
+from exporter.exposition import ExpositionCache
 from exporter.store import SnapshotStore, TargetState
 from exporter.webconfig import WebConfigWatcher, install
 
@@ -86,14 +87,24 @@ def landing_page(store: SnapshotStore, telemetry_path: str) -> str:
 """
 
 
-def make_app(registry: CollectorRegistry, store: SnapshotStore, telemetry_path: str,
+def _wants_openmetrics(request: web.Request) -> bool:
+    _, content_type = choose_encoder(request.headers.get("Accept") or "")
+    return content_type.startswith("application/openmetrics-text")
+
+
+def make_app(cache: ExpositionCache, store: SnapshotStore, telemetry_path: str,
              is_ready: Callable[[], bool],
              reload: Callable[[], str | None] | None,
              web_config: WebConfigWatcher | None = None,
              probe: Callable[[str, str], Awaitable[CollectorRegistry | str]] | None = None,
              ) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
-        return exposition(request, registry)
+        body = await cache.get(_wants_openmetrics(request))
+        headers = {"Content-Type": body.content_type, "Vary": "Accept, Accept-Encoding"}
+        if _accepts_gzip(request):
+            headers["Content-Encoding"] = "gzip"
+            return web.Response(body=body.gzipped, headers=headers)
+        return web.Response(body=body.text, headers=headers)
 
     async def probe_target(request: web.Request) -> web.Response:
         query = request.query

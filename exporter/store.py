@@ -58,6 +58,8 @@ class SnapshotStore:
         self.poll_intervals: dict[str, float] = {}
         self.reload_successful = True
         self.reload_success_time = clock()
+        self.listeners: list[Callable[[tuple[str, str]], None]] = []  # told of each change
+        self.generation = 0
         self.discovery_success: dict[str, bool] = {}
         self.discovery_success_time: dict[str, float] = {}
 
@@ -70,6 +72,7 @@ class SnapshotStore:
             old = self._states.get(target.key)
             fresh[target.key] = TargetState(target) if old is None else replace(old, target=target)
         self._states = fresh
+        self.generation += 1  # the cached exposition reassembles at once after a reload
         orgs = {key[0] for key in fresh}
         for table in (self.ratelimit_remaining, self.poll_intervals):
             for org in set(table) - orgs:
@@ -113,7 +116,12 @@ class SnapshotStore:
                             analytics=outcome, last_success=now,
                             progress_timestamp=_progress(before, outcome, now))
         self._states[target.key] = after
+        self._changed(target.key)
         return Transition(before, after)
+
+    def _changed(self, key: tuple[str, str]) -> None:
+        for listener in self.listeners:
+            listener(key)
 
     def mark_skipped(self, target: Target, error: ApiError) -> None:
         """A poll skipped by back-off counts nothing, but a target never tried still gets its
@@ -122,6 +130,7 @@ class SnapshotStore:
         if before is not None and not before.attempted:
             self._states[target.key] = replace(before, attempted=True, up=False,
                                                last_error=error, last_error_time=self.clock())
+            self._changed(target.key)
 
     # --- staleness -------------------------------------------------------------------------
 
@@ -146,6 +155,7 @@ class SnapshotStore:
         return not success and was is not False
 
     def mark_reload(self, successful: bool) -> None:
+        self.generation += 1
         self.reload_successful = successful
         if successful:
             self.reload_success_time = self.clock()

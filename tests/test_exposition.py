@@ -1,0 +1,103 @@
+"""The cached exposition equals a fresh prometheus_client render after every change."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import random
+
+from prometheus_client import generate_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
+
+from exporter.analytics import parse_analytics
+from exporter.app import make_registry
+from exporter.client import REASONS, ApiError
+from exporter.config import TokenSource
+from exporter.exposition import MAX_LAG, ExpositionCache
+from exporter.store import SnapshotStore
+from exporter.targets import Target
+from tests.conftest import parse_metrics
+from tests.fakeapi import analytics
+
+TOKEN = TokenSource("token", "t", "api.token")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def targets(count: int, offset: int = 0) -> list[Target]:
+    return [Target(f"org{i // 5}", "" if i % 5 == 0 else f"space-{i}", f"sp{i}", TOKEN, 60)
+            for i in range(offset, offset + count)]
+
+
+def without_process(series: dict) -> dict:
+    return {k: v for k, v in series.items()
+            if not k[0].startswith(("process_", "python_"))}
+
+
+def random_outcome(rng: random.Random):
+    if rng.random() < 0.3:
+        return ApiError(rng.choice(REASONS), "boom")
+    breakdown = {"pending": rng.randint(0, 9), "completed": rng.randint(0, 99)}
+    if rng.random() < 0.5:
+        breakdown[rng.choice(["in_progress", "scheduled", "hold"])] = rng.randint(0, 5)
+    total = rng.randint(0, 500)
+    return parse_analytics(analytics(calls=total, completed=rng.randint(0, total),
+                                     failed=rng.randint(0, 50), avg=rng.random() * 100,
+                                     breakdown=breakdown))
+
+
+async def test_cache_equals_fresh_render_after_every_change():
+    clock = Clock()
+    store = SnapshotStore(max_staleness=300, clock=clock)
+    cache = ExpositionCache(store, make_registry(store, targets=False), clock=clock)
+    fresh = make_registry(store)
+    rng = random.Random(42)
+    current = targets(40)
+    store.set_targets(current)
+    for step in range(120):
+        action = rng.random()
+        if action < 0.75:
+            target = rng.choice(current)
+            store.record(target, random_outcome(rng), rng.random())
+        elif action < 0.85:
+            clock.now += rng.choice([10, 400])  # some analytics go stale
+            cache.check_staleness()
+        else:
+            current = targets(rng.randint(5, 60), offset=rng.randint(0, 20))
+            store.set_targets(current)
+        clock.now += MAX_LAG  # the next scrape reassembles
+        text = await cache.get(openmetrics=False)
+        expected = without_process(parse_metrics(generate_latest(fresh).decode()))
+        assert without_process(parse_metrics(text.text.decode())) == expected, step
+        assert gzip.decompress(text.gzipped) == text.text
+        om = await cache.get(openmetrics=True)
+        assert gzip.decompress(om.gzipped) == om.text
+        assert om.text.endswith(b"# EOF\n")
+        parsed = {(s.name, frozenset(s.labels.items())): s.value
+                  for f in om_families(om.text.decode()) for s in f.samples}
+        assert without_process(parsed) == expected, step
+
+
+async def test_lag_is_bounded_and_a_burst_costs_one_assembly():
+    clock = Clock()
+    store = SnapshotStore(max_staleness=300, clock=clock)
+    cache = ExpositionCache(store, make_registry(store, targets=False), clock=clock)
+    [target] = targets(1)
+    store.set_targets([target])
+    store.record(target, parse_analytics(analytics(calls=1)), 0.1)
+    first = await cache.get(openmetrics=True)
+    store.record(target, parse_analytics(analytics(calls=2)), 0.1)
+    clock.now += MAX_LAG / 2
+    assert await cache.get(openmetrics=True) is first  # within the lag: the cached body
+    clock.now += MAX_LAG / 2
+    burst = await asyncio.gather(*(cache.get(openmetrics=True) for _ in range(50)))
+    assert all(body is burst[0] for body in burst) and burst[0] is not first
+    assert b'unpod_calls{org="org0"} 2.0' in burst[0].text
+    store.set_targets([])  # a reload that removes the target shows at once
+    assert b"unpod_calls{" not in (await cache.get(openmetrics=True)).text
