@@ -1,8 +1,9 @@
 """The test suite's fake Unpod API as a stand-alone process, for benchmarks.
 
-python bench/fake_server.py --port 8000 --targets 1000 [--latency 0.02] [--flap 0.33]
-Every org ``orgN`` answers org-wide; ``--flap`` is the share of requests that fail, with a
-rotating mix of faults (503, timeout-length delay, reset, 401, 429, non-JSON).
+python bench/fake_server.py --port 8000 --orgs 1000 --spaces 9 [--latency 0.02] [--flap 0.33]
+Org ``orgN`` answers org-wide and for space tokens ``spN_M``; ``--flap`` is the share of
+requests that fail, with a rotating mix of faults (503, a slow answer, a reset, 401, 429,
+non-JSON). Every answer is a fresh snapshot (the calls count moves), as a live API's would be.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ FLAP_FAULTS = [
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--targets", type=int, default=100)
+    parser.add_argument("--orgs", type=int, default=100)
+    parser.add_argument("--spaces", type=int, default=0, help="spaces per org")
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--flap", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=1)
@@ -39,13 +41,15 @@ def main() -> None:
     fake = FakeUnpod()
     fake.latency = args.latency
     fake.record = False
+    fake.moving = True
     rng = random.Random(args.seed)
     faults = itertools.cycle(FLAP_FAULTS)
-    for i in range(args.targets):
-        fake.set_analytics(f"org{i}", calls=1000 + i)
-        if args.flap:
-            fake.fail(f"org{i}", None,
-                      lambda: next(faults) if rng.random() < args.flap else None)
+    for i in range(args.orgs):
+        for token in [None, *(f"sp{i}_{j}" for j in range(args.spaces))]:
+            fake.set_analytics(f"org{i}", token, calls=1000 + i)
+            if args.flap:
+                fake.fail(f"org{i}", token,
+                          lambda: next(faults) if rng.random() < args.flap else None)
     web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None,
                 print=lambda *_: None)
 

@@ -55,7 +55,7 @@ def write_config(path: Path, port: int, targets: int, interval: float, variant: 
 async def soak(minutes: float, targets: int, interval: float) -> None:
     api_port, web_port = free_port(), free_port()
     fake = subprocess.Popen([sys.executable, str(ROOT / "bench/fake_server.py"), "--port",
-                             str(api_port), "--targets", str(targets), "--flap", "0.33"])
+                             str(api_port), "--orgs", str(targets), "--flap", "0.33"])
     try:
         await asyncio.sleep(1.5)
         with tempfile.TemporaryDirectory() as tmp:

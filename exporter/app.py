@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from exporter.budget import stretch_intervals
-from exporter.client import UnpodClient, close_quietly
+from exporter.client import UnpodClient, close_quietly, environment_proxy
 from exporter.collector import UnpodCollector
 from exporter.config import ApiTlsConfig, Config, ConfigError
 from exporter.discovery import Discoverer
@@ -100,7 +100,8 @@ class Exporter:
         if api.tls.insecure_skip_verify:
             log.warning("api.tls.insecure_skip_verify is set: the Unpod API's certificate is "
                         "not verified, so the API token can be intercepted")
-        return UnpodClient(session, api.base_url, api.timeout, proxy=api.proxy_url,
+        proxy = api.proxy_url or environment_proxy(api.base_url)
+        return UnpodClient(session, api.base_url, api.timeout, proxy=proxy,
                            ssl_context=self._ssl_context(api.tls))
 
     def _ssl_context(self, tls: ApiTlsConfig) -> ssl.SSLContext | bool:
@@ -114,7 +115,10 @@ class Exporter:
     async def start(self) -> None:
         config = self.config
         connector = aiohttp.TCPConnector(limit=config.poll.concurrency, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+        # Proxy settings from the environment are resolved once per client (environment_proxy):
+        # aiohttp's trust_env looks them up in a thread on every request, tripling the time
+        # a round of polls takes.
+        self._session = aiohttp.ClientSession(connector=connector)
         self._poller = Poller(self._client(self._session, config), self.store, self.tokens,
                               config.poll.concurrency)
         self._discoverer = Discoverer(self._poller, self.tokens, self.store)

@@ -12,9 +12,11 @@ import email.utils
 import json
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -257,6 +259,14 @@ class UnpodClient:
             outcome = ApiError(outcome.reason, _clip(_redact(outcome.message, secrets)),
                                outcome.http_status)
         return ApiResponse(outcome, remaining, retry_after, limit, reset)
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy that HTTPS_PROXY / HTTP_PROXY / NO_PROXY give for ``url``, if any."""
+    parts = urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies_environment().get(parts.scheme)
 
 
 def _describe_client_error(exc: aiohttp.ClientError) -> str:

@@ -63,54 +63,56 @@ class _Families:
         return iter(self._families.values())
 
 
-def _add_analytics(out: _Families, labels: dict[str, str], analytics: Analytics,
-                   progress: float | None) -> None:
-    def gauge(name: str, value: float, extra: dict[str, str] | None = None) -> None:
-        out.target(name, {**labels, **(extra or {})}, value)
+# One sample of a target: family, an extra label (name, value) or None, and the value.
+TargetSample = tuple[str, tuple[str, str] | None, float]
 
-    gauge("unpod_calls", analytics.total_calls)
-    gauge("unpod_calls_completed", analytics.completed_calls)
-    gauge("unpod_calls_failed", analytics.failed_calls)
+
+def _analytics_samples(analytics: Analytics, progress: float | None) -> list[TargetSample]:
+    samples: list[TargetSample] = [
+        ("unpod_calls", None, analytics.total_calls),
+        ("unpod_calls_completed", None, analytics.completed_calls),
+        ("unpod_calls_failed", None, analytics.failed_calls),
+    ]
     ratio = analytics.success_ratio
     if ratio is not None:
-        gauge("unpod_call_success_ratio", ratio)
-    gauge("unpod_call_average_duration_seconds", analytics.avg_duration_seconds)
-    gauge("unpod_tasks", analytics.total_tasks)
-    for status, count in analytics.task_status:
-        gauge("unpod_tasks_by_status", count, {"status": status})
+        samples.append(("unpod_call_success_ratio", None, ratio))
+    samples.append(("unpod_call_average_duration_seconds", None, analytics.avg_duration_seconds))
+    samples.append(("unpod_tasks", None, analytics.total_tasks))
+    samples.extend(("unpod_tasks_by_status", ("status", status), count)
+                   for status, count in analytics.task_status)
     if progress is not None:
-        gauge("unpod_tasks_last_progress_timestamp_seconds", progress)
+        samples.append(("unpod_tasks_last_progress_timestamp_seconds", None, progress))
+    return samples
 
 
-def _add_health(out: _Families, labels: dict[str, str], state: TargetState) -> None:
+def _health_samples(state: TargetState) -> list[TargetSample]:
+    samples: list[TargetSample] = []
     if state.attempted:
-        out.target("unpod_up", labels, 1.0 if state.up else 0.0)
+        samples.append(("unpod_up", None, 1.0 if state.up else 0.0))
     if state.last_success is not None:
-        out.target("unpod_last_success_timestamp_seconds", labels, state.last_success)
+        samples.append(("unpod_last_success_timestamp_seconds", None, state.last_success))
     if state.poll_duration is not None:
-        out.target("unpod_poll_duration_seconds", labels, state.poll_duration)
-    for reason, count in zip(REASONS, state.errors, strict=True):
-        out.target("unpod_poll_errors", {**labels, "reason": reason}, count)
+        samples.append(("unpod_poll_duration_seconds", None, state.poll_duration))
+    samples.extend(("unpod_poll_errors", ("reason", reason), count)
+                   for reason, count in zip(REASONS, state.errors, strict=True))
+    return samples
 
 
-def _add_target(out: _Families, store: SnapshotStore, state: TargetState, now: float) -> bool:
-    """Analytics (unless stale) and health of one target; True if analytics were added."""
-    labels = target_labels(state.target)
+def target_samples(store: SnapshotStore, state: TargetState,
+                   now: float) -> tuple[list[TargetSample], bool]:
+    """A target's samples (analytics unless stale, then health); True if analytics shown.
+    The one place that decides what a target exports: the collector and the cached
+    exposition both render from it."""
     analytics = store.fresh_analytics(state, now)
-    if analytics is not None:
-        _add_analytics(out, labels, analytics, state.progress_timestamp)
-    _add_health(out, labels, state)
-    return analytics is not None
+    samples = [] if analytics is None else _analytics_samples(analytics,
+                                                              state.progress_timestamp)
+    return samples + _health_samples(state), analytics is not None
 
 
-def target_families(store: SnapshotStore, state: TargetState, now: float,
-                    ) -> tuple[list[tuple[str, list[tuple[dict[str, str], float]]]], bool]:
-    """One target's samples by sample name, and whether its analytics are shown."""
-    out = _Families()
-    visible = _add_target(out, store, state, now)
-    families = [(family.samples[0].name, [(s.labels, s.value) for s in family.samples])
-                for family in out if family.samples]
-    return families, visible
+def _add_target(out: _Families, store: SnapshotStore, state: TargetState, now: float) -> None:
+    labels = target_labels(state.target)
+    for family, extra, value in target_samples(store, state, now)[0]:
+        out.target(family, {**labels, extra[0]: extra[1]} if extra else labels, value)
 
 
 def _add_exporter(out: _Families, store: SnapshotStore, target_count: int) -> None:

@@ -10,7 +10,6 @@ its interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import heapq
 import logging
@@ -36,6 +35,7 @@ AUTH_FAILURES = frozenset({"unauthorized", "forbidden"})
 MAX_ATTEMPTS = 3
 RETRY_BASE = 0.5  # seconds; full jitter over base * 2**attempt
 RETRY_CAP = 10.0
+DISPATCH_GRAIN = 0.025  # seconds
 
 
 def next_slot(anchor: float, phase: float, interval: float, now: float) -> float:
@@ -122,8 +122,11 @@ class Poller:
     # --- the loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping:
-            now = time.monotonic()
+            # Polls due within the next few milliseconds start together: one wake-up serves
+            # several of them, and the spread over the interval stays even at that grain.
+            now = time.monotonic() + DISPATCH_GRAIN
             while self._heap and self._heap[0][0] <= now:
                 due, key = heapq.heappop(self._heap)
                 target = self._targets.get(key)
@@ -135,10 +138,11 @@ class Poller:
                     task.add_done_callback(functools.partial(self._forget, key))
                 self._schedule(key, next_slot(self._anchor, self._phases[key],
                                               self.interval(target), now))
-            timeout = self._heap[0][0] - now if self._heap else None
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            timer = loop.call_at(self._heap[0][0], self._wake.set) if self._heap else None
+            await self._wake.wait()
+            if timer is not None:
+                timer.cancel()
 
     def _forget(self, key: Key, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(key, None)

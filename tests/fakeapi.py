@@ -78,9 +78,12 @@ class FakeUnpod:
     def __init__(self, tokens: tuple[str, ...] = ("tok-secret-123",)) -> None:
         self.tokens = set(tokens)
         self.data: dict[tuple[str, str | None], dict[str, Any]] = {}
+        self._orgs: set[str] = set()
         self.faults: dict[tuple[str, str | None], Fault | Callable[[], Fault | None]] = {}
         self.requests: list[Seen] = []
         self.record = True  # benchmarks turn this off: a list of millions is its own leak
+        self.moving = False
+        self._tick = 0
         self.latency = 0.0
         self.extra_headers: dict[str, str] = {}
         self.space_names: dict[str, list[tuple[str, str]]] = {}
@@ -92,6 +95,7 @@ class FakeUnpod:
     def set_analytics(self, org: str, space_token: str | None = ORG_WIDE,
                       **values: Any) -> dict[str, Any]:
         self.data[(org, space_token)] = body = analytics(**values)
+        self._orgs.add(org)
         return body
 
     def fail(self, org: str, space_token: str | None, fault: Fault | str | None) -> None:
@@ -138,11 +142,15 @@ class FakeUnpod:
             return await self._answer(request, FAULTS["no_credentials"])
         if not org:
             return await self._answer(request, FAULTS["missing_org_handle"])
-        if not any(key[0] == org for key in self.data):
+        if org not in self._orgs:
             return await self._answer(request, FAULTS["org_not_found"])
         data = self.data.get((org, space_token))
         if data is None:
             return await self._answer(request, FAULTS["invalid_space_token"])
+        if self.moving:  # a live campaign: every answer is a new snapshot
+            self._tick += 1
+            data = {**data, "total_calls": data["total_calls"] + self._tick,
+                    "completed_calls": data["completed_calls"] + self._tick}
         return web.json_response(
             {"status_code": 200, "message": "Analytics fetched successfully", "data": data},
             headers=self.extra_headers)
