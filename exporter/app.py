@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from exporter.collector import UnpodCollector
 from exporter.config import ApiTlsConfig, Config, ConfigError
 from exporter.discovery import Discoverer
 from exporter.exposition import ExpositionCache
+from exporter.files import file_version
 from exporter.poller import Poller
 from exporter.server import make_app
 from exporter.sharding import Shard
@@ -30,14 +30,6 @@ from exporter.webconfig import WebConfigWatcher
 log = logging.getLogger("unpod_exporter")
 SHUTDOWN_GRACE = 4.0
 PROBE_BUDGET_WAIT = 10.0  # a /probe waits this long for the request budget, then answers 503
-
-
-def _file_version(path: str | None) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path) if path else None
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns) if st else None
 
 
 def make_registry(store: SnapshotStore, targets: bool = True) -> CollectorRegistry:
@@ -107,7 +99,7 @@ class Exporter:
     def _ssl_context(self, tls: ApiTlsConfig) -> ssl.SSLContext | bool:
         """The same context while the TLS settings and their files are unchanged: aiohttp pools
         connections per context, so a new one on every reload would open a new pool."""
-        files = tuple(_file_version(path) for path in (tls.ca_file, tls.cert_file, tls.key_file))
+        files = tuple(file_version(path) for path in (tls.ca_file, tls.cert_file, tls.key_file))
         if self._tls_cache is None or self._tls_cache[0] != (tls, files):
             self._tls_cache = ((tls, files), tls.ssl_context())
         return self._tls_cache[1]

@@ -14,7 +14,8 @@ from exporter.client import REASONS
 from exporter.store import SnapshotStore, TargetState
 from exporter.targets import ORG_WIDE, Target
 
-# Per-target families in exposition order: (name, type, help).
+# Per-target families in exposition order: (name, type, help). Counters are named without
+# their suffix, as prometheus_client wants: unpod_poll_errors exposes unpod_poll_errors_total.
 TARGET_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("unpod_calls", "gauge", "Total calls of the target (all-time, as recomputed by Unpod)."),
     ("unpod_calls_completed", "gauge", "Completed calls of the target."),

@@ -6,6 +6,7 @@ import logging
 import os
 
 from exporter.config import ConfigError, TokenSource
+from exporter.files import file_version
 
 log = logging.getLogger("unpod_exporter.tokens")
 
@@ -20,11 +21,7 @@ class TokenReader:
     @staticmethod
     def _version(source: TokenSource) -> object:
         if source.kind == "token_file":
-            try:
-                st = os.stat(source.ref)
-            except OSError:
-                return None
-            return (st.st_ino, st.st_mtime_ns, st.st_size)
+            return file_version(source.ref)
         if source.kind == "token_env":
             return os.environ.get(source.ref)
         return source.ref

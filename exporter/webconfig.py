@@ -13,7 +13,6 @@ import binascii
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 import ssl
@@ -28,6 +27,7 @@ import yaml
 from aiohttp import web
 
 from exporter.config import ConfigError
+from exporter.files import file_version
 
 log = logging.getLogger("unpod_exporter.web")
 
@@ -235,14 +235,6 @@ def _listener_settings(config: WebConfig) -> tuple[object, ...]:
             tls.prefer_server_cipher_suites)
 
 
-def _file_version(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 class WebConfigWatcher:
     """The current web config, re-read when its file or any file it names changes."""
 
@@ -264,7 +256,7 @@ class WebConfigWatcher:
             return []
 
     def _current_versions(self) -> tuple[object, ...]:
-        return tuple(_file_version(p) for p in [self.path, *self._files])
+        return tuple(file_version(p) for p in [self.path, *self._files])
 
     def refresh(self) -> None:
         """Re-read if anything changed; keep the last good config on any error."""
