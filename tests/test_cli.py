@@ -220,3 +220,31 @@ def test_readme_first_command_is_the_demo():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     blocks = [b for b in readme.split("```") if b.startswith(("sh\n", "bash\n"))]
     assert "--demo" in blocks[0] or "unpod-exporter" in blocks[0]
+
+
+@pytest.mark.parametrize("address, reachable, unreachable", [
+    (":{port}", ["127.0.0.1", "::1"], []),
+    ("[::]:{port}", ["::1"], ["127.0.0.1"]),
+    ("0.0.0.0:{port}", ["127.0.0.1"], ["::1"]),
+])
+def test_listen_address_families(address, reachable, unreachable):
+    import socket
+    port = free_port()
+    proc = subprocess.Popen([*EXE, "--demo", "--web.listen-address", address.format(port=port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def connects(host: str) -> bool:
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        deadline = time.monotonic() + 10
+        while not connects(reachable[0]):
+            assert time.monotonic() < deadline, f"{address} not listening"
+            time.sleep(0.05)
+        assert all(connects(host) for host in reachable)
+        assert not any(connects(host) for host in unreachable)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
