@@ -1,11 +1,12 @@
 """The cached exposition: each target's lines are rendered when its snapshot changes, and a
 scrape is served from bytes assembled at most once a second from cached pieces.
 
-Targets are grouped into segments. A segment keeps, per metric family, its raw lines and the
-same lines deflated on their own (ending on a byte boundary with Z_SYNC_FLUSH), so the gzip
-body is the concatenation of cached deflate blocks plus a final block and the CRC: only the
-segments whose targets changed are compressed again. Text and OpenMetrics share the sample
-lines (for these gauges and counters they are identical) and differ in headers and ``# EOF``.
+Targets are grouped into segments. A segment keeps, per metric family, its targets' lines
+deflated on their own (ending on a byte boundary with Z_SYNC_FLUSH), so the gzip body is the
+concatenation of cached deflate blocks plus a final block and the CRC: only the segments
+whose targets changed are compressed again, and no uncompressed copy of the body is kept.
+Text and OpenMetrics share the sample lines (for these gauges and counters they are
+identical) and differ in headers and ``# EOF``.
 """
 
 from __future__ import annotations
@@ -43,10 +44,14 @@ def deflate_block(data: bytes, level: int = 1) -> bytes:
     return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
-def gzip_member(blocks: Iterable[bytes], raw: bytes) -> bytes:
-    crc = zlib.crc32(raw) & 0xFFFFFFFF
+def gzip_member(blocks: Iterable[bytes], raw_parts: Iterable[bytes]) -> bytes:
+    """A gzip file from deflate blocks and the uncompressed parts they hold (for the CRC)."""
+    crc, size = 0, 0
+    for part in raw_parts:
+        crc = zlib.crc32(part, crc)
+        size += len(part)
     return b"".join([GZIP_HEADER, *blocks, FINAL_BLOCK,
-                     struct.pack("<II", crc, len(raw) & 0xFFFFFFFF)])
+                     struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)])
 
 
 def _escape(value: str) -> str:
@@ -84,16 +89,28 @@ def _headers(openmetrics: bool) -> dict[str, bytes]:
 
 @dataclass
 class _Segment:
+    """Targets whose lines are compressed together; per family, one deflate block."""
+
     keys: list[Key] = field(default_factory=list)
-    raw: dict[str, bytes] = field(default_factory=dict)
     deflated: dict[str, bytes] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
 class Exposition:
-    text: bytes
-    gzipped: bytes
-    content_type: str
+    """One assembled body. The uncompressed text is kept as references to the cached lines
+    and joined only if a client asks for it uncompressed (Prometheus never does)."""
+
+    def __init__(self, parts: list[bytes], gzipped: bytes, content_type: str) -> None:
+        self._parts: list[bytes] | None = parts
+        self._text: bytes | None = None
+        self.gzipped = gzipped
+        self.content_type = content_type
+
+    @property
+    def text(self) -> bytes:
+        if self._text is None:
+            self._text = b"".join(self._parts or ())
+            self._parts = None
+        return self._text
 
 
 class ExpositionCache:
@@ -172,32 +189,32 @@ class ExpositionCache:
     @staticmethod
     def _rebuild(work: list[tuple[_Segment, list[dict[str, bytes]]]]) -> None:
         for segment, lines in work:
-            raw: dict[str, bytes] = {}
+            deflated = {}
             for name in {n for per_target in lines for n in per_target}:
                 joined = b"".join(per_target.get(name, b"") for per_target in lines)
                 if joined:
-                    raw[name] = joined
-            segment.raw = raw
-            segment.deflated = {name: deflate_block(data) for name, data in raw.items()}
+                    deflated[name] = deflate_block(joined)
+            segment.deflated = deflated
 
     def _assemble(self, openmetrics: bool, rest: bytes) -> Exposition:
         raw_parts: list[bytes] = []
         blocks: list[bytes] = []
         headers, header_blocks = self._headers[openmetrics], self._header_blocks[openmetrics]
+        lines = self._lines
         for name in headers:
-            present = [s for s in self._segments if name in s.raw]
+            present = [s for s in self._segments if name in s.deflated]
             if not present:
                 continue
             raw_parts.append(headers[name])
             blocks.append(header_blocks[name])
             for segment in present:
-                raw_parts.append(segment.raw[name])
+                raw_parts.extend(part for key in segment.keys
+                                 if (part := lines[key].get(name)))
                 blocks.append(segment.deflated[name])
         raw_parts.append(rest)
         blocks.append(deflate_block(rest))
-        raw = b"".join(raw_parts)
         content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        return Exposition(raw, gzip_member(blocks, raw), content_type)
+        return Exposition(raw_parts, gzip_member(blocks, raw_parts), content_type)
 
     # --- serving ---------------------------------------------------------------------------
 
