@@ -17,7 +17,8 @@ fi
 # Helm's Go library (helm-sdkpy) needs Python >= 3.12: a venv of its own for the chart tests.
 if [ ! -x .venv-helm/bin/python ]; then
   helm_python=""
-  for candidate in python3.13 python3.12 "$(pyenv root 2>/dev/null)"/versions/3.1[23]*/bin/python; do
+  for candidate in python3.13 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[23]*/bin/python \
+                   "$(pyenv root 2>/dev/null)"/versions/3.1[23]*/bin/python; do
     if command -v "$candidate" >/dev/null 2>&1 \
        && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
       helm_python=$candidate; break
