@@ -2,9 +2,10 @@
 scrape is served from bytes assembled at most once a second from cached pieces.
 
 Targets are grouped into segments. A segment keeps, per metric family, its targets' lines
-deflated on their own (ending on a byte boundary with Z_SYNC_FLUSH), so the gzip body is the
-concatenation of cached deflate blocks plus a final block and the CRC: only the segments
-whose targets changed are compressed again, and no uncompressed copy of the body is kept.
+joined, and the same deflated on their own (ending on a byte boundary with Z_SYNC_FLUSH), so
+the gzip body is the concatenation of cached deflate blocks plus a final block and the CRC:
+only the segments whose targets changed are compressed again, and the uncompressed body is
+never copied together unless a client asks for it.
 Text and OpenMetrics share the sample lines (for these gauges and counters they are
 identical) and differ in headers and ``# EOF``.
 """
@@ -89,9 +90,12 @@ def _headers(openmetrics: bool) -> dict[str, bytes]:
 
 @dataclass
 class _Segment:
-    """Targets whose lines are compressed together; per family, one deflate block."""
+    """Targets whose lines are compressed together; per family, their lines and one deflate
+    block of them (the CRC of the body is computed over the joined lines: a few thousand
+    parts rather than one per target and family)."""
 
     keys: list[Key] = field(default_factory=list)
+    raw: dict[str, bytes] = field(default_factory=dict)
     deflated: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -189,27 +193,26 @@ class ExpositionCache:
     @staticmethod
     def _rebuild(work: list[tuple[_Segment, list[dict[str, bytes]]]]) -> None:
         for segment, lines in work:
-            deflated = {}
+            raw = {}
             for name in {n for per_target in lines for n in per_target}:
                 joined = b"".join(per_target.get(name, b"") for per_target in lines)
                 if joined:
-                    deflated[name] = deflate_block(joined)
-            segment.deflated = deflated
+                    raw[name] = joined
+            segment.raw = raw
+            segment.deflated = {name: deflate_block(data) for name, data in raw.items()}
 
     def _assemble(self, openmetrics: bool, rest: bytes) -> Exposition:
         raw_parts: list[bytes] = []
         blocks: list[bytes] = []
         headers, header_blocks = self._headers[openmetrics], self._header_blocks[openmetrics]
-        lines = self._lines
         for name in headers:
-            present = [s for s in self._segments if name in s.deflated]
+            present = [s for s in self._segments if name in s.raw]
             if not present:
                 continue
             raw_parts.append(headers[name])
             blocks.append(header_blocks[name])
             for segment in present:
-                raw_parts.extend(part for key in segment.keys
-                                 if (part := lines[key].get(name)))
+                raw_parts.append(segment.raw[name])
                 blocks.append(segment.deflated[name])
         raw_parts.append(rest)
         blocks.append(deflate_block(rest))
