@@ -33,11 +33,18 @@ def seed(fake):
                        tasks=3, breakdown={"pending": 1})
 
 
-async def test_values_equal_what_the_api_served(fake_api, start_exporter):
+@pytest.fixture
+async def seeded(fake_api, start_exporter):
+    """The exporter polling ORGS against the fake API seeded with seed(), ready."""
     fake, base = fake_api
     seed(fake)
     running = await start_exporter(config_yaml(base, ORGS))
     await running.wait_ready()
+    return fake, running
+
+
+async def test_values_equal_what_the_api_served(seeded):
+    _fake, running = seeded
     m = await running.metrics()
 
     org = {"org": "acme"}
@@ -63,11 +70,8 @@ async def test_values_equal_what_the_api_served(fake_api, start_exporter):
     assert value(m, "unpod_api_requests_total", org="acme", outcome="ok") == 3
 
 
-async def test_labels_are_exactly_org_and_space(fake_api, start_exporter):
-    fake, base = fake_api
-    seed(fake)
-    running = await start_exporter(config_yaml(base, ORGS))
-    await running.wait_ready()
+async def test_labels_are_exactly_org_and_space(seeded):
+    _fake, running = seeded
     m = await running.metrics()
     label_sets = {labels for (name, labels) in m if name == "unpod_calls"}
     assert label_sets == {
@@ -171,11 +175,8 @@ async def test_readiness_waits_for_the_first_attempt(fake_api, start_exporter):
     assert value(m, "unpod_poll_errors_total", org="globex", reason="invalid_response") == 1
 
 
-async def test_openmetrics_and_gzip(fake_api, start_exporter):
-    fake, base = fake_api
-    seed(fake)
-    running = await start_exporter(config_yaml(base, ORGS))
-    await running.wait_ready()
+async def test_openmetrics_and_gzip(seeded):
+    _fake, running = seeded
     response = await running.client.get(
         "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0",
                              "Accept-Encoding": "gzip"}, auto_decompress=False)
@@ -264,11 +265,8 @@ async def test_landing_page_escapes_and_lists_targets(fake_api, start_exporter):
     assert "sp_x" not in page and TOKEN not in page
 
 
-async def test_user_agent_and_headers_sent(fake_api, start_exporter):
-    fake, base = fake_api
-    seed(fake)
-    running = await start_exporter(config_yaml(base, ORGS))
-    await running.wait_ready()
+async def test_user_agent_and_headers_sent(seeded):
+    fake, _running = seeded
     from exporter import __version__
     assert {r.user_agent for r in fake.requests} == {f"unpod-exporter/{__version__}"}
     assert {r.authorization for r in fake.requests} == {f"Token {TOKEN}"}
@@ -277,11 +275,8 @@ async def test_user_agent_and_headers_sent(fake_api, start_exporter):
         ("globex", None), ("globex", "sp_survey_3")}
 
 
-async def test_metrics_parse_and_carry_exporter_metrics(fake_api, start_exporter):
-    fake, base = fake_api
-    seed(fake)
-    running = await start_exporter(config_yaml(base, ORGS))
-    await running.wait_ready()
+async def test_metrics_parse_and_carry_exporter_metrics(seeded):
+    _fake, running = seeded
     text = await (await running.client.get("/metrics")).text()
     m = parse_metrics(text)
     from exporter import __version__
