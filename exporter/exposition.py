@@ -25,12 +25,13 @@ from prometheus_client import generate_latest as text_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from exporter.collector import TARGET_FAMILIES, TargetSample, target_labels, target_samples
-from exporter.store import SnapshotStore
+from exporter.store import SnapshotStore, TargetState
 from exporter.targets import Target
 
 Key = tuple[str, str]
 SEGMENT_SIZE = 32
 MAX_LAG = 1.0  # seconds the exposition may lag the snapshots
+RENDER_SLICE = 500  # targets rendered between two yields to the event loop
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
 FINAL_BLOCK = b"\x03\x00"  # an empty final fixed-Huffman block
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -163,8 +164,9 @@ class ExpositionCache:
         self._dirty_segments = set(range(count))
         self._layout_keys = keys
 
-    def _render_dirty(self) -> list[tuple[_Segment, list[dict[str, bytes]]]]:
-        """Render changed targets; return the segments to rebuild with their targets' lines."""
+    def _take_dirty(self) -> tuple[list[TargetState], float]:
+        """In the event loop: follow target-set changes and take the changed targets' states
+        (immutable) for rendering in the worker thread."""
         store = self._store
         keys = tuple(state.target.key for state in store.states())
         if keys != self._layout_keys:
@@ -173,16 +175,25 @@ class ExpositionCache:
                 self._visible.pop(gone, None)
             self._relayout(keys)
             self._dirty |= set(keys) - set(self._lines)
-        now = store.clock()
-        for key in self._dirty:
-            state = store.get(key)
-            if state is None:
-                continue
-            samples, visible = target_samples(store, state, now)
+        states = [state for key in self._dirty if (state := store.get(key)) is not None]
+        self._dirty.clear()
+        return states, store.clock()
+
+    async def _render(self, states: list[TargetState], now: float,
+                      ) -> list[tuple[_Segment, list[dict[str, bytes]]]]:
+        """Render changed targets; return the segments to rebuild with their targets' lines.
+
+        In the event loop, in slices with a yield between them: a thread would hold the GIL
+        against the loop (the convoy effect cut /metrics to a few requests a second), while
+        slices keep polls and scrapes moving even when every target changed at once."""
+        for index, state in enumerate(states, start=1):
+            key = state.target.key
+            samples, visible = target_samples(self._store, state, now)
             self._lines[key] = render_target_lines(state.target, samples)
             self._visible[key] = visible
             self._dirty_segments.add(self._segment_of[key])
-        self._dirty.clear()
+            if index % RENDER_SLICE == 0:
+                await asyncio.sleep(0)
         work = [(self._segments[i], [self._lines[k] for k in self._segments[i].keys])
                 for i in sorted(self._dirty_segments)]
         self._dirty_segments.clear()
@@ -229,8 +240,10 @@ class ExpositionCache:
             if (fresh := self._fresh(openmetrics)) is not None:
                 return fresh
             started = self._clock()
-            work = self._render_dirty()
+            states, now = self._take_dirty()
+            work = await self._render(states, now)
             rest = (openmetrics_latest if openmetrics else text_latest)(self._rest)
+            # zlib and crc32 release the GIL: compression runs beside the loop.
             exposition = await asyncio.to_thread(self._build, work, openmetrics, rest)
             self._built[openmetrics] = (started, self._store.generation, exposition)
             return exposition

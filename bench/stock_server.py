@@ -1,5 +1,6 @@
-"""The exporter (cached exposition) and, on a second port over the same store, the stock
-approach: prometheus_client's generate_latest (and gzip) on every request."""
+"""The stock approach, for comparison: the exporter's store filled by one round of polls,
+then prometheus_client's generate_latest (and gzip, as its own handler does) on every request.
+Its own process, so that its seconds-long renders do not stall the exporter being measured."""
 
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ from exporter.app import Exporter, make_registry, run_web
 from exporter.config import load_config
 
 
-async def main(config: str, port: int, stock_port: int) -> None:
+async def main(config: str, port: int) -> None:
     exporter = Exporter(load_config(config))
-    registry = make_registry(exporter.store)  # every series, rendered per request
+    await exporter.start()
+    while not exporter.is_ready():
+        await asyncio.sleep(0.1)
+    await exporter.stop()  # the data stays in the store; no polling competes with renders
+    registry = make_registry(exporter.store)
 
     async def stock(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
@@ -28,24 +33,23 @@ async def main(config: str, port: int, stock_port: int) -> None:
         return web.Response(body=body, headers={"Content-Type": content_type,
                                                 "Content-Encoding": "gzip"})
 
-    stock_app = web.Application()
-    stock_app.router.add_get("/metrics", stock)
-    runners = [await run_web(exporter.web_app, "127.0.0.1", port),
-               await run_web(stock_app, "127.0.0.1", stock_port)]
-    await exporter.start()
+    async def ready(_: web.Request) -> web.Response:
+        return web.Response(text="Ready\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", stock)
+    app.router.add_get("/-/ready", ready)
+    runner = await run_web(app, "127.0.0.1", port)
     try:
         await asyncio.Event().wait()
     finally:
-        await exporter.stop()
-        for runner in runners:
-            await runner.cleanup()
+        await runner.cleanup()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--stock-port", type=int, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(main(args.config, args.port, args.stock_port))
+    asyncio.run(main(args.config, args.port))
