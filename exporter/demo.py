@@ -55,9 +55,6 @@ class Campaign:
         self.tasks["completed"] += finished - failed
         self.tasks["failed"] += failed
 
-    def analytics(self) -> dict[str, object]:
-        return _analytics([self])
-
 
 def _arrivals(rng: random.Random, expected: float) -> int:
     whole = int(expected)

@@ -9,10 +9,10 @@ import math
 from collections.abc import Callable
 
 from exporter.client import ApiError
-from exporter.config import Config
+from exporter.config import Config, SpaceConfig
 from exporter.poller import Poller
 from exporter.store import SnapshotStore
-from exporter.targets import Discovered, DiscoveredSpace
+from exporter.targets import Discovered
 from exporter.tokens import TokenReader
 
 log = logging.getLogger("unpod_exporter.discovery")
@@ -31,13 +31,13 @@ def parse_orgs(data: object) -> tuple[str, ...]:
     return tuple(sorted(h for h in handles if isinstance(h, str) and h))
 
 
-def parse_spaces(data: object) -> tuple[DiscoveredSpace, ...]:
+def parse_spaces(data: object) -> tuple[SpaceConfig, ...]:
     spaces = {}
     for item in _items(data, "spaces"):
         name, token = item.get("name"), item.get("token")
         if isinstance(name, str) and isinstance(token, str) and name.strip() and token:
-            spaces[token] = DiscoveredSpace(name, token)
-    return tuple(sorted(spaces.values(), key=lambda s: (s.name, s.token)))
+            spaces[token] = SpaceConfig(name, token)
+    return tuple(sorted(spaces.values(), key=lambda s: (s.name, s.space_token)))
 
 
 class Discoverer:

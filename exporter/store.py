@@ -29,7 +29,6 @@ class TargetState:
     poll_duration: float | None = None
     errors: tuple[int, ...] = _NO_ERRORS  # per reason, in REASONS order
     last_error: ApiError | None = None
-    last_error_time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ class SnapshotStore:
             errors = list(before.errors)
             errors[REASONS.index(outcome.reason)] += 1
             after = replace(before, attempted=True, up=False, poll_duration=duration,
-                            errors=tuple(errors), last_error=outcome, last_error_time=now)
+                            errors=tuple(errors), last_error=outcome)
         else:
             after = replace(before, attempted=True, up=True, poll_duration=duration,
                             analytics=outcome, last_success=now,
@@ -129,7 +128,7 @@ class SnapshotStore:
         before = self._states.get(target.key)
         if before is not None and not before.attempted:
             self._states[target.key] = replace(before, attempted=True, up=False,
-                                               last_error=error, last_error_time=self.clock())
+                                               last_error=error)
             self._changed(target.key)
 
     # --- staleness -------------------------------------------------------------------------

@@ -30,17 +30,11 @@ class Target:
 
 
 @dataclass(frozen=True)
-class DiscoveredSpace:
-    name: str
-    token: str = field(repr=False)
-
-
-@dataclass(frozen=True)
 class Discovered:
     """Discovery's last known lists; ``orgs`` is None until organizations were listed once."""
 
     orgs: tuple[str, ...] | None = None
-    spaces: dict[str, tuple[DiscoveredSpace, ...]] = field(default_factory=dict)
+    spaces: dict[str, tuple[SpaceConfig, ...]] = field(default_factory=dict)
 
 
 def _space_label(name: str) -> str | None:
@@ -48,7 +42,7 @@ def _space_label(name: str) -> str | None:
     return label if label and label.isprintable() else None
 
 
-def discovered_spaces(configured: tuple[SpaceConfig, ...], found: tuple[DiscoveredSpace, ...],
+def discovered_spaces(configured: tuple[SpaceConfig, ...], found: tuple[SpaceConfig, ...],
                       name_filter: NameFilter) -> list[tuple[str, str]]:
     """(label, space token) of the discovered spaces to poll beside the configured ones.
 
@@ -57,8 +51,8 @@ def discovered_spaces(configured: tuple[SpaceConfig, ...], found: tuple[Discover
     so the labels do not depend on the order of the API's list.
     """
     tokens = {space.space_token for space in configured}
-    kept = [(label, s.token) for s in found
-            if s.token not in tokens and (label := _space_label(s.name)) is not None
+    kept = [(label, s.space_token) for s in found
+            if s.space_token not in tokens and (label := _space_label(s.name)) is not None
             and name_filter.matches(s.name)]
     counts = Counter([space.name for space in configured] + [label for label, _ in kept])
     return [(f"{label}~{hashlib.sha256(token.encode()).hexdigest()[:4]}"
