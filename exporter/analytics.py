@@ -1,45 +1,83 @@
 """The analytics snapshot of one target, and its strict parsing from an API body.
 
-A body that is not exactly the documented shape with sane values is rejected whole: a partly
-trusted snapshot would put wrong numbers on a dashboard, which is worse than a gap.
+Unpod answers the analytics route in two shapes (unpod-api.md): the *published* one
+(``total_calls``, ``completed_calls``, ..., ``task_status_breakdown``) and the *platform* one
+(``call_analytics`` outcomes + ``call_status`` task counts). Both map onto one snapshot; a
+figure a shape lacks stays ``None`` and is never exported, never invented.
+
+A body that is not one of the shapes with sane values is rejected whole: a partly trusted
+snapshot would put wrong numbers on a dashboard, which is worse than a gap.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
 
 DOCUMENTED_STATUSES = ("pending", "running", "completed", "failed")
+PLATFORM_STATUSES = ("completed", "failed", "pending", "in_progress")
 MAX_STATUSES = 32
-_STATUS_KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_COUNT = 2**53  # above this a float cannot hold the count exactly: an absurd answer
+_KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _COUNT_FIELDS = ("total_calls", "completed_calls", "failed_calls", "total_tasks")
+# call_analytics keys that are not call outcomes: the total, and a misnamed *sum* of scores
+_NOT_OUTCOMES = frozenset({"total_calls", "avg_success_score"})
+# call_status keys that are not task statuses: the total, and a *percentage* of tasks
+_NOT_STATUSES = frozenset({"total_tasks", "success_rate"})
+
+Shape = Literal["published", "platform"]
 
 
 class InvalidAnalytics(ValueError):
-    """The body does not have the documented shape or carries impossible values."""
+    """The body does not have a known shape or carries impossible values."""
 
 
 @dataclass(frozen=True)
 class Analytics:
-    total_calls: int
-    completed_calls: int
-    failed_calls: int
-    avg_duration_seconds: float
-    total_tasks: int
+    shape: Shape
+    total_calls: int | None
+    completed_calls: int | None
+    failed_calls: int | None
+    avg_duration_seconds: float | None
+    total_tasks: int | None
     task_status: tuple[tuple[str, int], ...]  # documented statuses first, then others sorted
-    ignored_statuses: tuple[str, ...] = ()  # keys dropped by the name rule or the cap
+    call_outcomes: tuple[tuple[str, int], ...] = ()  # platform shape only
+    ignored_keys: tuple[str, ...] = ()  # statuses/outcomes dropped by the name rule or the cap
 
     @property
     def success_ratio(self) -> float | None:
-        if self.total_calls == 0:
-            return None
-        return min(1.0, self.completed_calls / self.total_calls)
+        """Completed calls over total calls, 0..1; None when a figure is missing or 0."""
+        return _ratio(self.completed_calls, self.total_calls)
 
     @property
-    def finished_tasks(self) -> int:
+    def task_success_ratio(self) -> float | None:
+        """Completed tasks over total tasks, 0..1; None when a figure is missing or 0."""
+        return _ratio(dict(self.task_status).get("completed"), self.total_tasks)
+
+    @property
+    def finished_tasks(self) -> int | None:
+        """completed + failed tasks; None when the answer carries neither."""
         statuses = dict(self.task_status)
-        return statuses["completed"] + statuses["failed"]
+        if "completed" not in statuses and "failed" not in statuses:
+            return None
+        return statuses.get("completed", 0) + statuses.get("failed", 0)
+
+
+@dataclass(frozen=True)
+class NoData:
+    """``data: null`` on HTTP 200: the platform found nothing (or its store failed; the two
+    cannot be told apart). The poll succeeded, but there are no figures to show."""
+
+    message: str = ""
+
+
+def _ratio(part: int | None, whole: int | None) -> float | None:
+    if part is None or not whole:
+        return None
+    return min(1.0, part / whole)
 
 
 def _count(value: object, key: str) -> int:
@@ -49,50 +87,109 @@ def _count(value: object, key: str) -> int:
         raise InvalidAnalytics(f"{key} is {value!r}, expected a whole number")
     if value < 0:
         raise InvalidAnalytics(f"{key} is negative ({value!r})")
+    if value > MAX_COUNT:
+        raise InvalidAnalytics(f"{key} is larger than 2**53, not a plausible count")
     return int(value)
 
 
 def _seconds(value: object, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidAnalytics(f"{key} is {type(value).__name__}, expected a number")
+    if isinstance(value, int) and value > MAX_COUNT:
+        raise InvalidAnalytics(f"{key} is larger than 2**53, not a plausible duration")
     if not math.isfinite(value) or value < 0:
         raise InvalidAnalytics(f"{key} is {value!r}, expected a non-negative number")
     return float(value)
 
 
-def _statuses(raw: object) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
-    if not isinstance(raw, dict):
-        raise InvalidAnalytics(f"task_status_breakdown is {type(raw).__name__}, expected object")
-    counts = {status: 0 for status in DOCUMENTED_STATUSES}
-    extra: list[str] = []
+def _object(value: object, key: str) -> Mapping[str, object]:
+    if not isinstance(value, dict):
+        raise InvalidAnalytics(f"{key} is {type(value).__name__}, expected object")
+    return value
+
+
+def _named_counts(raw: Mapping[str, object], key: str, first: tuple[str, ...],
+                  skip: frozenset[str] = frozenset(), fill: bool = False,
+                  ) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
+    """Counts by name: ``first`` in that order (0 when absent if ``fill``), then the other
+    valid names sorted, at most MAX_STATUSES in all; the dropped names are returned apart."""
+    counts: dict[str, int] = {name: 0 for name in first} if fill else {}
     ignored: list[str] = []
-    for key, value in raw.items():
-        if not _STATUS_KEY_RE.fullmatch(key):
-            ignored.append(key)
+    for name, value in raw.items():
+        if name in skip:
             continue
-        counts[key] = _count(value, f"task_status_breakdown.{key}")
-        if key not in DOCUMENTED_STATUSES:
-            extra.append(key)
-    extra.sort()
-    room = MAX_STATUSES - len(DOCUMENTED_STATUSES)
-    kept, dropped = extra[:room], extra[room:]
-    ordered = [*DOCUMENTED_STATUSES, *kept]
-    return tuple((s, counts[s]) for s in ordered), tuple(ignored + dropped)
+        if not _KEY_RE.fullmatch(name):
+            ignored.append(name)
+            continue
+        counts[name] = _count(value, f"{key}.{name}")
+    leading = [name for name in first if name in counts]
+    extra = sorted(name for name in counts if name not in first)
+    room = MAX_STATUSES - len(leading)
+    ordered = [*leading, *extra[:room]]
+    return tuple((name, counts[name]) for name in ordered), tuple(ignored + extra[room:])
 
 
-def parse_analytics(data: object) -> Analytics:
-    """Build a snapshot from the body's ``data`` object, or raise InvalidAnalytics."""
-    if not isinstance(data, dict):
-        raise InvalidAnalytics(f"data is {type(data).__name__}, expected object")
+def _optional_count(raw: Mapping[str, object], name: str, key: str) -> int | None:
+    return _count(raw[name], f"{key}.{name}") if name in raw else None
+
+
+def _published(data: Mapping[str, object]) -> Analytics:
     missing = [k for k in (*_COUNT_FIELDS, "avg_duration_seconds", "task_status_breakdown")
                if k not in data]
     if missing:
-        raise InvalidAnalytics(f"data lacks {', '.join(missing)} (undocumented shape)")
-    counts = {k: _count(data[k], k) for k in _COUNT_FIELDS}
-    statuses, ignored = _statuses(data["task_status_breakdown"])
+        raise InvalidAnalytics(f"data lacks {', '.join(missing)} (neither published nor "
+                               "platform shape)")
+    total_calls, completed_calls, failed_calls, total_tasks = (
+        _count(data[k], k) for k in _COUNT_FIELDS)
+    breakdown = _object(data["task_status_breakdown"], "task_status_breakdown")
+    statuses, ignored = _named_counts(breakdown, "task_status_breakdown", DOCUMENTED_STATUSES,
+                                      fill=True)
     return Analytics(
+        shape="published",
         avg_duration_seconds=_seconds(data["avg_duration_seconds"], "avg_duration_seconds"),
-        task_status=statuses,
-        ignored_statuses=ignored,
-        **counts,
+        total_calls=total_calls, completed_calls=completed_calls, failed_calls=failed_calls,
+        total_tasks=total_tasks, task_status=statuses, ignored_keys=ignored,
     )
+
+
+def _platform(data: Mapping[str, object]) -> Analytics:
+    calls = _object(data["call_analytics"], "call_analytics")
+    status = _object(data["call_status"], "call_status")
+    outcomes, dropped_outcomes = _named_counts(calls, "call_analytics", (), _NOT_OUTCOMES)
+    statuses, dropped_statuses = _named_counts(status, "call_status", PLATFORM_STATUSES,
+                                               _NOT_STATUSES)
+    if "avg_success_score" in calls:  # validated although not exported: a sane answer only
+        _seconds(calls["avg_success_score"], "call_analytics.avg_success_score")
+    if "success_rate" in status:
+        _seconds(status["success_rate"], "call_status.success_rate")
+    return Analytics(
+        shape="platform",
+        total_calls=_optional_count(calls, "total_calls", "call_analytics"),
+        completed_calls=None,  # the platform shape has no completed-calls count
+        failed_calls=dict(outcomes).get("failed"),
+        avg_duration_seconds=None,  # nor a duration
+        total_tasks=_optional_count(status, "total_tasks", "call_status"),
+        task_status=statuses,
+        call_outcomes=outcomes,
+        ignored_keys=dropped_outcomes + dropped_statuses,
+    )
+
+
+def parse_analytics(data: object) -> Analytics | NoData:
+    """Build a snapshot from the body's ``data`` object, or raise InvalidAnalytics."""
+    if data is None:
+        return NoData()
+    data = _object(data, "data")
+    if "call_analytics" in data and "call_status" in data:
+        return _platform(data)
+    return _published(data)
+
+
+def without(analytics: Analytics, is_secret: Callable[[str], bool]) -> Analytics:
+    """The snapshot without statuses or outcomes named like a secret (a configured token
+    echoed back by a hostile or broken upstream must never become a label or a log line)."""
+    def keep(pairs: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+        return tuple(pair for pair in pairs if not is_secret(pair[0]))
+    return replace(analytics, task_status=keep(analytics.task_status),
+                   call_outcomes=keep(analytics.call_outcomes),
+                   ignored_keys=tuple(k for k in analytics.ignored_keys if not is_secret(k)))

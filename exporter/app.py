@@ -94,7 +94,7 @@ class Exporter:
                         "not verified, so the API token can be intercepted")
         proxy = api.proxy_url or environment_proxy(api.base_url)
         return UnpodClient(session, api.base_url, api.timeout, proxy=proxy,
-                           ssl_context=self._ssl_context(api.tls))
+                           ssl_context=self._ssl_context(api.tls), auth_scheme=api.auth_scheme)
 
     def _ssl_context(self, tls: ApiTlsConfig) -> ssl.SSLContext | bool:
         """The same context while the TLS settings and their files are unchanged: aiohttp pools

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from exporter import __version__
+from exporter.apicheck import check_api, render
 from exporter.app import Exporter, run_web
 from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from exporter.demo import DemoApi, demo_config
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="YAML config (default: $UNPOD_EXPORTER_CONFIG or %(default)s)")
     parser.add_argument("--config.check", dest="config_check", action="store_true",
                         help="validate the config and token sources, print the targets, exit")
+    parser.add_argument("--config.check.api", dest="config_check_api", action="store_true",
+                        help="validate the config, then make one real request per target (and "
+                        "list), within the request budget, print what each answered, exit")
     parser.add_argument("--web.listen-address", dest="listen_address", default=DEFAULT_LISTEN)
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics")
     parser.add_argument("--web.config.file", dest="web_config_file", default=None,
@@ -150,6 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "would poll:")
             print(describe_targets(config, shard_from(args)))
             return 0
+        if args.config_check_api:
+            config = load_config(args.config_file)
+            print(f"config {args.config_file} is valid; asking {config.api.base_url} "
+                  "(one request per target and list, within the request budget)")
+            rows = asyncio.run(check_api(config, shard_from(args)))
+            print(render(rows))
+            return 0 if all(row.ok for row in rows) else 1
         return asyncio.run(serve(args))
     except (ConfigError, StartupError) as exc:
         print(f"unpod-exporter: {exc}", file=sys.stderr)

@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
+import re
 import ssl
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from exporter import __version__
-from exporter.analytics import Analytics, parse_analytics
+from exporter.analytics import Analytics, NoData, parse_analytics
+
+log = logging.getLogger("unpod_exporter.client")
 
 REASONS = (
     "bad_request",
@@ -40,6 +44,12 @@ MAX_BODY_BYTES = 1024 * 1024
 _MESSAGE_LIMIT = 200
 _STATUS_REASONS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                    429: "rate_limited"}
+# Unpod answers some application errors as HTTP 206 (or body status_code 206): the message
+# tells which (unpod-api.md). Compared case-folded, without a trailing full stop.
+_206_MESSAGES = {"invalid space token": "not_found",
+                 "invalid organization handle": "not_found",
+                 "you don't have access to this space": "forbidden"}
+_HEADER_NUMBER_RE = re.compile(r"[0-9]{1,15}")  # ASCII digits, small enough for a float
 
 
 def reason_for_status(status: int) -> str:
@@ -60,11 +70,19 @@ def _body_reason(code: int) -> str:
     return "invalid_response"
 
 
+def _206_reason(message: str) -> str:
+    normal = " ".join(message.split()).casefold().rstrip(".").replace("\u2019", "'")
+    return _206_MESSAGES.get(normal, "invalid_response")
+
+
 @dataclass(frozen=True)
 class ApiError:
     reason: str
     message: str
     http_status: int | None = None
+    # True when the error concerns this target alone (a 206 "no access to this space"), not
+    # the org's credential: no auth back-off for the org's other targets.
+    target_only: bool = False
 
 
 T = TypeVar("T")
@@ -77,6 +95,8 @@ class ApiResponse(Generic[T]):
     retry_after: float | None = None  # seconds, from a 429's Retry-After
     ratelimit_limit: int | None = None
     ratelimit_reset: float | None = None  # seconds until the API's window resets
+    http_status: int | None = None
+    auth_challenge: str | None = None  # WWW-Authenticate of a 401: the scheme the API wants
 
 
 class _BodyTooLarge(Exception):
@@ -85,8 +105,8 @@ class _BodyTooLarge(Exception):
 
 def _redact(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
+        if secret:  # case-insensitive: an API may echo a token upper-cased
+            text = re.sub(re.escape(secret), "<redacted>", text, flags=re.IGNORECASE)
     return text
 
 
@@ -96,30 +116,43 @@ def _clip(text: str) -> str:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None, with a
+    debug line, for anything else: an upstream header never raises."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _HEADER_NUMBER_RE.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        _ignored("Retry-After", value)
         return None
     if when.tzinfo is None:
+        _ignored("Retry-After", value)
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return max(0.0, seconds)
 
 
-def _int_header(value: str | None) -> int | None:
-    if value is None or not value.strip().isdigit():
+def _ignored(name: str, value: str) -> None:
+    log.debug("ignoring a malformed header", extra={"fields": {
+        "header": name, "value": _clip(value)[:40]}})
+
+
+def _int_header(value: str | None, name: str = "header") -> int | None:
+    """A header's plain non-negative integer (at most 15 ASCII digits), else None."""
+    if value is None:
+        return None
+    if not _HEADER_NUMBER_RE.fullmatch(value.strip()):
+        _ignored(name, value)
         return None
     return int(value.strip())
 
 
 def parse_reset(value: str | None, now: float | None = None) -> float | None:
     """X-RateLimit-Reset as seconds from now: a delta, or a Unix time when it is that large."""
-    number = _int_header(value)
+    number = _int_header(value, "X-RateLimit-Reset")
     if number is None:
         return None
     if number > 1_000_000_000:
@@ -148,7 +181,8 @@ def decode_body(raw: bytes) -> object:
 def interpret(http_status: int, raw: bytes,
               parse: Callable[[object], T] = parse_analytics) -> T | ApiError:  # type: ignore[assignment]
     """Classify a complete response (status and body bytes) as SPEC.md says; ``parse`` turns
-    the envelope's ``data`` into the result or raises ValueError."""
+    the envelope's ``data`` into the result or raises ValueError. HTTP 206 (or a body
+    ``status_code`` 206) is classified by its message."""
     if 300 <= http_status <= 399:
         return ApiError("invalid_response", f"HTTP {http_status} redirect not followed",
                         http_status)
@@ -174,6 +208,11 @@ def interpret(http_status: int, raw: bytes,
     if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
         return ApiError("invalid_response", f"HTTP {http_status}: status_code is not a number",
                         http_status)
+    if 206 in (http_status, code):
+        reason = _206_reason(api_message)
+        detail = f": {api_message}" if api_message else ""
+        return ApiError(reason, f"HTTP {http_status}, status_code {code}{detail}", http_status,
+                        target_only=reason == "forbidden")
     if code is None and http_status != 200:
         return ApiError("invalid_response", f"HTTP {http_status} without a status_code",
                         http_status)
@@ -181,8 +220,11 @@ def interpret(http_status: int, raw: bytes,
         detail = f": {api_message}" if api_message else ""
         return ApiError(_body_reason(code), f"HTTP {http_status}, status_code {code}{detail}",
                         http_status)
+    if "data" not in body:
+        return ApiError("invalid_response", f"HTTP {http_status}: body has no data",
+                        http_status)
     try:
-        return parse(body.get("data"))
+        return parse(body["data"])
     except ValueError as exc:
         return ApiError("invalid_response", f"HTTP {http_status}: {exc}", http_status)
 
@@ -206,8 +248,9 @@ class UnpodClient:
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout: float,
                  max_body_bytes: int = MAX_BODY_BYTES, *, proxy: str | None = None,
-                 ssl_context: ssl.SSLContext | bool = True) -> None:
+                 ssl_context: ssl.SSLContext | bool = True, auth_scheme: str = "Token") -> None:
         self._session = session
+        self._auth_scheme = auth_scheme
         self._proxy = proxy
         self._ssl = ssl_context
         self._base = base_url.rstrip("/")
@@ -219,7 +262,7 @@ class UnpodClient:
         return self._timeout.total or 0.0
 
     async def fetch_analytics(self, org: str, token: str,
-                              space_token: str | None) -> ApiResponse[Analytics]:
+                              space_token: str | None) -> ApiResponse[Analytics | NoData]:
         params = {"space_token": space_token} if space_token else None
         return await self.get(ANALYTICS_PATH, token, org, params, parse_analytics,
                               (token, space_token or ""))
@@ -227,7 +270,7 @@ class UnpodClient:
     async def get(self, path: str, token: str, org: str | None, params: dict[str, str] | None,
                   parse: Callable[[object], T], secrets: tuple[str, ...]) -> ApiResponse[T]:
         """One GET of an enveloped endpoint; never raises, never leaks ``secrets``."""
-        headers = {"Authorization": f"Token {token}", "User-Agent": USER_AGENT,
+        headers = {"Authorization": f"{self._auth_scheme} {token}", "User-Agent": USER_AGENT,
                    "Accept": "application/json"}
         if org is not None:
             headers["Org-Handle"] = org
@@ -236,15 +279,21 @@ class UnpodClient:
         retry_after: float | None = None
         limit: int | None = None
         reset: float | None = None
+        status: int | None = None
+        challenge: str | None = None
         try:
             async with self._session.get(self._base + path, headers=headers, params=params,
                                          timeout=self._timeout, allow_redirects=False,
                                          proxy=self._proxy, ssl=self._ssl) as resp:
-                remaining = _int_header(resp.headers.get("X-RateLimit-Remaining"))
-                limit = _int_header(resp.headers.get("X-RateLimit-Limit"))
+                status = resp.status
+                remaining = _int_header(resp.headers.get("X-RateLimit-Remaining"),
+                                        "X-RateLimit-Remaining")
+                limit = _int_header(resp.headers.get("X-RateLimit-Limit"), "X-RateLimit-Limit")
                 reset = parse_reset(resp.headers.get("X-RateLimit-Reset"))
                 if resp.status == 429:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                if resp.status == 401 and "WWW-Authenticate" in resp.headers:
+                    challenge = _clip(resp.headers["WWW-Authenticate"])[:80]
                 raw = await _read_limited(resp, self._max_body)
                 outcome = interpret(resp.status, raw, parse)
         except _BodyTooLarge as exc:
@@ -256,9 +305,8 @@ class UnpodClient:
         except OSError as exc:
             outcome = ApiError("connection_error", exc.strerror or type(exc).__name__)
         if isinstance(outcome, ApiError):
-            outcome = ApiError(outcome.reason, _clip(_redact(outcome.message, secrets)),
-                               outcome.http_status)
-        return ApiResponse(outcome, remaining, retry_after, limit, reset)
+            outcome = replace(outcome, message=_clip(_redact(outcome.message, secrets)))
+        return ApiResponse(outcome, remaining, retry_after, limit, reset, status, challenge)
 
 
 def environment_proxy(url: str) -> str | None:

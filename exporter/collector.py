@@ -18,15 +18,24 @@ from exporter.targets import ORG_WIDE, Target
 # their suffix, as prometheus_client wants: unpod_poll_errors exposes unpod_poll_errors_total.
 TARGET_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("unpod_calls", "gauge", "Total calls of the target (all-time, as recomputed by Unpod)."),
-    ("unpod_calls_completed", "gauge", "Completed calls of the target."),
+    ("unpod_calls_completed", "gauge", "Completed calls of the target (published shape only)."),
     ("unpod_calls_failed", "gauge", "Failed calls of the target."),
-    ("unpod_call_success_ratio", "gauge", "Completed calls divided by total calls (0..1)."),
-    ("unpod_call_average_duration_seconds", "gauge", "Average call duration in seconds."),
+    ("unpod_call_success_ratio", "gauge",
+     "Completed calls divided by total calls (0..1; published shape only)."),
+    ("unpod_call_average_duration_seconds", "gauge",
+     "Average call duration in seconds (published shape only)."),
+    ("unpod_calls_by_outcome", "gauge",
+     "Calls by outcome, from call_analytics (platform shape only)."),
     ("unpod_tasks", "gauge", "Total tasks across all runs of the target."),
-    ("unpod_tasks_by_status", "gauge", "Tasks by status, as reported in task_status_breakdown."),
+    ("unpod_tasks_by_status", "gauge",
+     "Tasks by status, from task_status_breakdown or call_status."),
+    ("unpod_task_success_ratio", "gauge", "Completed tasks divided by total tasks (0..1)."),
     ("unpod_tasks_last_progress_timestamp_seconds", "gauge",
      "Unix time at which finished tasks (completed + failed) last grew, or were first seen."),
     ("unpod_up", "gauge", "1 if the last poll of the target succeeded, else 0."),
+    ("unpod_analytics_shape_info", "gauge",
+     "The shape of the target's last successful answer: published, platform or none "
+     "(data: null)."),
     ("unpod_last_success_timestamp_seconds", "gauge",
      "Unix time of the last successful poll of the target."),
     ("unpod_poll_duration_seconds", "gauge", "Duration of the last poll of the target in seconds."),
@@ -69,18 +78,23 @@ TargetSample = tuple[str, tuple[str, str] | None, float]
 
 
 def _analytics_samples(analytics: Analytics, progress: float | None) -> list[TargetSample]:
-    samples: list[TargetSample] = [
-        ("unpod_calls", None, analytics.total_calls),
-        ("unpod_calls_completed", None, analytics.completed_calls),
-        ("unpod_calls_failed", None, analytics.failed_calls),
-    ]
-    ratio = analytics.success_ratio
-    if ratio is not None:
-        samples.append(("unpod_call_success_ratio", None, ratio))
-    samples.append(("unpod_call_average_duration_seconds", None, analytics.avg_duration_seconds))
-    samples.append(("unpod_tasks", None, analytics.total_tasks))
+    """Every figure the answer carried; one it lacked is absent, never a made-up 0."""
+    figures: tuple[tuple[str, float | None], ...] = (
+        ("unpod_calls", analytics.total_calls),
+        ("unpod_calls_completed", analytics.completed_calls),
+        ("unpod_calls_failed", analytics.failed_calls),
+        ("unpod_call_success_ratio", analytics.success_ratio),
+        ("unpod_call_average_duration_seconds", analytics.avg_duration_seconds),
+    )
+    samples: list[TargetSample] = [(name, None, v) for name, v in figures if v is not None]
+    samples.extend(("unpod_calls_by_outcome", ("outcome", outcome), count)
+                   for outcome, count in analytics.call_outcomes)
+    if analytics.total_tasks is not None:
+        samples.append(("unpod_tasks", None, analytics.total_tasks))
     samples.extend(("unpod_tasks_by_status", ("status", status), count)
                    for status, count in analytics.task_status)
+    if (task_ratio := analytics.task_success_ratio) is not None:
+        samples.append(("unpod_task_success_ratio", None, task_ratio))
     if progress is not None:
         samples.append(("unpod_tasks_last_progress_timestamp_seconds", None, progress))
     return samples
@@ -90,6 +104,8 @@ def _health_samples(state: TargetState) -> list[TargetSample]:
     samples: list[TargetSample] = []
     if state.attempted:
         samples.append(("unpod_up", None, 1.0 if state.up else 0.0))
+    if state.last_success is not None:
+        samples.append(("unpod_analytics_shape_info", ("shape", state.shape), 1.0))
     if state.last_success is not None:
         samples.append(("unpod_last_success_timestamp_seconds", None, state.last_success))
     if state.poll_duration is not None:

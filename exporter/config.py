@@ -112,6 +112,7 @@ class ApiConfig:
     max_requests_per_day: int | None = None
     proxy_url: str | None = field(default=None, repr=False)  # may carry credentials
     tls: ApiTlsConfig = ApiTlsConfig()
+    auth_scheme: str = "Token"  # the word before the token in Authorization
 
     def proxy_display(self) -> str:
         """The proxy without its user info, for logs."""
@@ -399,9 +400,21 @@ def _api_tls(value: object) -> ApiTlsConfig:
     return tls
 
 
+AUTH_SCHEMES = ("Token", "JWT", "Bearer")
+
+
+def _auth_scheme(value: object, key: str) -> str:
+    text = _string(value, key)
+    for scheme in AUTH_SCHEMES:  # the case users write is forgiven; the API's is sent
+        if text.casefold() == scheme.casefold():
+            return scheme
+    raise ConfigError(f"{key}: expected one of {', '.join(AUTH_SCHEMES)}, got {text!r}")
+
+
 def _api(value: object) -> ApiConfig:
     raw = _mapping(value, "api", {"base_url", "timeout", "max_requests_per_minute",
-                                  "max_requests_per_day", "proxy_url", "tls", *TOKEN_KINDS})
+                                  "max_requests_per_day", "proxy_url", "tls", "auth_scheme",
+                                  *TOKEN_KINDS})
     defaults = ApiConfig()
     return ApiConfig(
         proxy_url=_optional(raw, "proxy_url", "api", _proxy_url, None),
@@ -416,6 +429,7 @@ def _api(value: object) -> ApiConfig:
         max_requests_per_day=_optional(
             raw, "max_requests_per_day", "api", lambda v, k: _integer(v, k, 1), None
         ),
+        auth_scheme=_optional(raw, "auth_scheme", "api", _auth_scheme, defaults.auth_scheme),
     )
 
 

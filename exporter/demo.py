@@ -2,7 +2,10 @@
 
 The numbers move like real campaigns: calls grow with some failures, tasks flow
 pending -> running -> completed/failed, and one space has its tasks stuck in pending, so the
-stuck-task alert has something to show. Nothing leaves the machine.
+stuck-task alert has something to show. One organization answers in the published shape, the
+other in the platform's own shape (call outcomes, ``call_status``), and one of its spaces has
+no runs yet (``data: null``), so a newcomer sees every answer the real API gives. Nothing
+leaves the machine.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from aiohttp import web
 from exporter.config import ApiConfig, Config, OrgConfig, PollConfig, SpaceConfig, TokenSource
 
 DEMO_TOKEN = "demo-token"
+OUTCOMES = ("interested", "call_back", "send_details", "not_interested", "not_connected",
+            "failed")
+OUTCOME_WEIGHTS = (20, 8, 3, 30, 39)  # of the connected calls, by outcome (not "failed")
+
 
 
 @dataclass
@@ -28,21 +35,27 @@ class Campaign:
     mean_duration: float
     task_rate: float
     stuck: bool = False
+    idle: bool = False  # no runs yet: the platform answers data: null
     calls: int = 0
     completed_calls: int = 0
     failed_calls: int = 0
     duration_sum: float = 0.0
     tasks: dict[str, int] = field(default_factory=lambda: {
         "pending": 0, "running": 0, "completed": 0, "failed": 0})
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
 
     def advance(self, rng: random.Random, seconds: float) -> None:
+        if self.idle:
+            return
         for _ in range(_arrivals(rng, self.call_rate * seconds)):
             self.calls += 1
             if rng.random() < self.failure_share:
                 self.failed_calls += 1
+                self.outcomes["failed"] += 1
             else:
                 self.completed_calls += 1
                 self.duration_sum += rng.expovariate(1 / self.mean_duration)
+                self.outcomes[rng.choices(OUTCOMES[:-1], OUTCOME_WEIGHTS)[0]] += 1
         self.tasks["pending"] += _arrivals(rng, self.task_rate * seconds)
         if self.stuck:
             return
@@ -78,6 +91,30 @@ def _analytics(campaigns: list[Campaign]) -> dict[str, object]:
     }
 
 
+def _platform_analytics(campaigns: list[Campaign]) -> dict[str, object] | None:
+    """The platform's own shape, as its ``fetch_space_analytics`` sums runs: call outcomes,
+    and task counts with ``in_progress`` for running and a success *percentage*."""
+    if all(c.idle for c in campaigns):
+        return None
+    outcomes = {name: sum(c.outcomes[name] for c in campaigns) for name in OUTCOMES}
+    tasks = {status: sum(c.tasks[status] for c in campaigns)
+             for status in ("completed", "failed", "pending", "running")}
+    total = sum(tasks.values())
+    return {
+        "call_analytics": {"total_calls": sum(c.calls for c in campaigns), **outcomes,
+                           "avg_success_score": round(sum(c.completed_calls for c in campaigns)
+                                                      * 0.42, 1)},
+        "call_status": {"total_tasks": total, "completed": tasks["completed"],
+                        "failed": tasks["failed"], "pending": tasks["pending"],
+                        "in_progress": tasks["running"],
+                        "success_rate": round(tasks["completed"] * 100 / total, 2)
+                        if total else 0},
+    }
+
+
+PLATFORM_SHAPE_ORGS = frozenset({"globex-health"})
+
+
 # org handle -> space name -> campaign
 def _campaigns() -> dict[str, dict[str, Campaign]]:
     return {
@@ -88,6 +125,7 @@ def _campaigns() -> dict[str, dict[str, Campaign]]:
         "globex-health": {
             "appointment-reminders": Campaign("sp_demo_reminders", 1.5, 0.2, 40, 1.0),
             "patient-survey": Campaign("sp_demo_survey", 0.2, 0.1, 180, 0.2, stuck=True),
+            "vaccine-outreach": Campaign("sp_demo_outreach", 0.5, 0.1, 60, 0.3, idle=True),
         },
     }
 
@@ -134,6 +172,13 @@ class DemoApi:
             if not selected:
                 return web.json_response({"status_code": 206, "message": "Invalid Space Token",
                                           "data": {}}, status=206)
+        if handle in PLATFORM_SHAPE_ORGS:
+            data = _platform_analytics(selected)
+            if data is None:
+                return web.json_response({"message": "No analytics data available for this "
+                                          "space.", "data": None})
+            return web.json_response({"status_code": 200, "data": data,
+                                      "message": "Analytics fetched successfully"})
         return web.json_response({"status_code": 200, "message": "Analytics fetched successfully",
                                   "data": _analytics(selected)})
 

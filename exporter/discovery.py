@@ -8,7 +8,7 @@ import logging
 import math
 from collections.abc import Callable
 
-from exporter.client import ApiError
+from exporter.client import ApiError, ApiResponse
 from exporter.config import Config, SpaceConfig
 from exporter.poller import Poller
 from exporter.store import SnapshotStore
@@ -50,23 +50,24 @@ class Discoverer:
         self.last = Discovered()
 
     async def _get(self, config: Config, path: str, org: str | None,
-                   parse: Callable[[object], object]) -> object:
+                   parse: Callable[[object], object]) -> ApiResponse[object]:
         token = self._tokens.get(config.api.token)
         budget = self._poller.budget(config.api.token)
         response = await self._poller.send(budget, math.inf, lambda: self._poller.client.get(
             path, token, org, None, parse, (token,)))
         assert response is not None  # no deadline: it waits for the budget
         self._store.count_request(org or "", response.outcome, response.ratelimit_remaining)
-        return response.outcome
+        return response
 
     async def run(self, config: Config) -> Discovered:
         """One discovery round; returns (and keeps) the merged last known lists."""
         assert config.discovery is not None
         orgs = self.last.orgs
         if config.discovery.orgs is not None:
-            listed = await self._get(config, ORGS_PATH, None, parse_orgs)
+            response = await self._get(config, ORGS_PATH, None, parse_orgs)
+            listed = response.outcome
             if isinstance(listed, ApiError):
-                self._failed("orgs", listed)
+                self._failed(config, "orgs", response)
             else:
                 assert isinstance(listed, tuple)
                 orgs = tuple(h for h in listed if config.discovery.orgs.matches(h))
@@ -79,10 +80,11 @@ class Discoverer:
             if config.space_filter(configured.get(handle)) is None:
                 spaces.pop(handle, None)
                 continue
-            listed = await self._get(config, SPACES_PATH, handle, parse_spaces)
+            response = await self._get(config, SPACES_PATH, handle, parse_spaces)
+            listed = response.outcome
             if isinstance(listed, ApiError):
                 all_listed = False
-                self._failed("spaces", listed, handle)
+                self._failed(config, "spaces", response, handle)
             else:
                 assert isinstance(listed, tuple)
                 spaces[handle] = listed
@@ -95,8 +97,27 @@ class Discoverer:
         self.last = Discovered(orgs, spaces)
         return self.last
 
-    def _failed(self, kind: str, error: ApiError, org: str | None = None) -> None:
-        if self._store.discovery_result(kind, False):
-            log.warning("discovery failed, keeping the last known targets", extra={"fields": {
-                "kind": kind, "org": org or "", "reason": error.reason,
-                "error": error.message}})
+    def _failed(self, config: Config, kind: str, response: ApiResponse[object],
+                org: str | None = None) -> None:
+        error = response.outcome
+        assert isinstance(error, ApiError)
+        if not self._store.discovery_result(kind, False):
+            return  # already failing: logged once
+        fields = {"kind": kind, "org": org or "", "reason": error.reason, "error": error.message}
+        wanted = refused_scheme(response.auth_challenge, config.api.auth_scheme)
+        if wanted is not None:
+            log.warning(
+                f"the deployment's {kind} list refuses {config.api.auth_scheme} credentials "
+                f"(it asks for {wanted}); configured targets keep polling, and spaces can be "
+                "listed explicitly under orgs[].spaces (or set api.auth_scheme)",
+                extra={"fields": {**fields, "www_authenticate": response.auth_challenge}})
+            return
+        log.warning("discovery failed, keeping the last known targets", extra={"fields": fields})
+
+
+def refused_scheme(challenge: str | None, sent: str) -> str | None:
+    """The scheme a 401's WWW-Authenticate asks for, when it is not the one sent."""
+    if challenge is None or not challenge.split():
+        return None
+    wanted = challenge.split()[0]
+    return None if wanted.casefold() == sent.casefold() else wanted

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeVar
 
-from exporter.analytics import Analytics
+from exporter.analytics import Analytics, NoData, without
 from exporter.budget import DEFAULT_RATE_LIMIT_PAUSE, AuthBackoff, RequestBudget
 from exporter.client import ApiError, ApiResponse, UnpodClient
 from exporter.config import ConfigError, TokenSource
@@ -65,6 +65,7 @@ class Poller:
         self._stopping = False
         self._anchor = time.monotonic()
         self._warned_statuses: set[Key] = set()
+        self._space_tokens: frozenset[str] = frozenset()
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -80,6 +81,8 @@ class Poller:
         self._store.poll_intervals.update({t.org: intervals.get(t.org, t.interval)
                                            for t in ordered})
         self._targets = {t.key: t for t in ordered}
+        self._space_tokens = frozenset(t.space_token.casefold() for t in ordered
+                                       if t.space_token)
         self._phases = {t.key: self.interval(t) * i / count for i, t in enumerate(ordered)}
         self._warned_statuses &= set(self._targets)
         for key in set(self._due) - set(self._targets):
@@ -162,7 +165,7 @@ class Poller:
     # --- one poll --------------------------------------------------------------------------
 
     async def poll_once(self, target: Target,
-                        deadline: float | None = None) -> Analytics | ApiError | None:
+                        deadline: float | None = None) -> Analytics | NoData | ApiError | None:
         """Poll one target now, with retries, within the budget and before ``deadline``
         (default: the end of its slot). None means skipped: nothing sent, nothing counted."""
         blocking = self.auth_backoff.blocked(target.org, target.token)
@@ -175,7 +178,7 @@ class Poller:
         if deadline is None:
             deadline = started + self.interval(target)
         budget = self.budget(target.token)
-        outcome: Analytics | ApiError | None = None
+        outcome: Analytics | NoData | ApiError | None = None
         attempt = 0
         auth_retried = False
         while True:
@@ -184,10 +187,10 @@ class Poller:
                 break  # no budget before the deadline
             outcome = response.outcome
             self._observe(budget, response)
-            if isinstance(outcome, Analytics):
+            if not isinstance(outcome, ApiError):
                 self.auth_backoff.reset(target.org, target.token)
                 break
-            if outcome.reason in AUTH_FAILURES:
+            if outcome.reason in AUTH_FAILURES and not outcome.target_only:
                 if not auth_retried and self._tokens.changed(target.token):
                     auth_retried = True  # a rotated token file: retry at once, count nothing
                     continue
@@ -201,6 +204,8 @@ class Poller:
             await asyncio.sleep(wait)
         if outcome is None:
             return None  # no budget within the slot: skipped, as if not due
+        if isinstance(outcome, Analytics):
+            outcome = without(outcome, self._is_secret)
         transition = self._store.record(target, outcome, time.monotonic() - started)
         if transition is not None:
             self._log_transition(target, transition)
@@ -224,8 +229,8 @@ class Poller:
                 return await request()
 
     async def _request(self, target: Target, budget: RequestBudget,
-                       deadline: float) -> ApiResponse[Analytics] | None:
-        async def fetch() -> ApiResponse[Analytics]:
+                       deadline: float) -> ApiResponse[Analytics | NoData] | None:
+        async def fetch() -> ApiResponse[Analytics | NoData]:
             try:
                 token = self._tokens.get(target.token)
             except ConfigError as exc:
@@ -237,7 +242,13 @@ class Poller:
             self._store.count_request(target.org, response.outcome, response.ratelimit_remaining)
         return response
 
-    def _observe(self, budget: RequestBudget, response: ApiResponse[Analytics]) -> None:
+    def _is_secret(self, name: str) -> bool:
+        """Whether a status or outcome name is a configured token (compared case-folded)."""
+        folded = name.casefold()
+        return folded in self._space_tokens or folded in self._tokens.known()
+
+    def _observe(self, budget: RequestBudget,
+                 response: ApiResponse[Analytics | NoData]) -> None:
         outcome = response.outcome
         if isinstance(outcome, ApiError) and outcome.reason == "rate_limited":
             budget.pause(response.retry_after or response.ratelimit_reset
@@ -276,9 +287,10 @@ class Poller:
         if before.attempted and not before.up:
             log.info("target recovered", extra={"fields": fields})
         analytics = after.analytics
-        if analytics is not None and analytics.ignored_statuses and (
+        if analytics is not None and analytics.ignored_keys and (
             target.key not in self._warned_statuses
         ):
             self._warned_statuses.add(target.key)
-            log.warning("task statuses ignored (bad name or more than 32)", extra={"fields": {
-                **fields, "statuses": ",".join(analytics.ignored_statuses[:10])}})
+            log.warning("task statuses or call outcomes ignored (bad name or more than 32)",
+                        extra={"fields": {**fields,
+                                          "names": ",".join(analytics.ignored_keys[:10])}})

@@ -57,7 +57,8 @@ def _row(state: TargetState, now: float) -> str:
     error = ""
     if state.last_error is not None:
         error = f"{state.last_error.reason}: {state.last_error.message}"
-    cells = (state.target.org, state.target.space or "(org-wide)", up,
+    shape = state.shape if state.last_success is not None else ""
+    cells = (state.target.org, state.target.space or "(org-wide)", up, shape,
              _when(state.last_success, now), error)
     return "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>"
 
@@ -79,7 +80,7 @@ def landing_page(store: SnapshotStore, telemetry_path: str) -> str:
 <p><a href="{path}">Metrics</a></p>
 <h2>Targets</h2>
 <table>
-<tr><th>org</th><th>space</th><th>up</th><th>last success</th><th>last error</th></tr>
+<tr><th>org</th><th>space</th><th>up</th><th>shape</th><th>last success</th><th>last error</th></tr>
 {rows}
 </table>
 {note}

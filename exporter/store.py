@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from exporter.analytics import Analytics
+from exporter.analytics import Analytics, NoData
 from exporter.client import REASONS, ApiError
 from exporter.targets import Target
 
@@ -29,6 +29,14 @@ class TargetState:
     poll_duration: float | None = None
     errors: tuple[int, ...] = _NO_ERRORS  # per reason, in REASONS order
     last_error: ApiError | None = None
+    no_data: bool = False  # the last successful answer was ``data: null``
+
+    @property
+    def shape(self) -> str:
+        """The analytics shape of the last successful answer: published, platform or none."""
+        if self.no_data or self.analytics is None:
+            return "none"
+        return self.analytics.shape
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,8 @@ class Transition:
 def _progress(previous: TargetState, analytics: Analytics, now: float) -> float:
     if previous.analytics is None or previous.progress_timestamp is None:
         return now
-    if analytics.finished_tasks > previous.analytics.finished_tasks:
+    finished, before = analytics.finished_tasks, previous.analytics.finished_tasks
+    if finished is not None and before is not None and finished > before:
         return now
     return previous.progress_timestamp
 
@@ -98,9 +107,11 @@ class SnapshotStore:
         if ratelimit_remaining is not None and org in self.poll_intervals:
             self.ratelimit_remaining[org] = ratelimit_remaining
 
-    def record(self, target: Target, outcome: Analytics | ApiError,
+    def record(self, target: Target, outcome: Analytics | NoData | ApiError,
                duration: float) -> Transition | None:
-        """Store a poll's final outcome; None when the target was removed meanwhile."""
+        """Store a poll's final outcome; None when the target was removed meanwhile.
+        ``NoData`` is a success that keeps the previous figures and progress clock as they
+        were: zeros would read as a collapse and move every delta() on the dashboards."""
         before = self._states.get(target.key)
         if before is None:
             return None
@@ -110,9 +121,12 @@ class SnapshotStore:
             errors[REASONS.index(outcome.reason)] += 1
             after = replace(before, attempted=True, up=False, poll_duration=duration,
                             errors=tuple(errors), last_error=outcome)
+        elif isinstance(outcome, NoData):
+            after = replace(before, attempted=True, up=True, poll_duration=duration,
+                            last_success=now, no_data=True)
         else:
             after = replace(before, attempted=True, up=True, poll_duration=duration,
-                            analytics=outcome, last_success=now,
+                            analytics=outcome, last_success=now, no_data=False,
                             progress_timestamp=_progress(before, outcome, now))
         self._states[target.key] = after
         self._changed(target.key)

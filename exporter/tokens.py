@@ -17,6 +17,7 @@ class TokenReader:
     def __init__(self) -> None:
         self._cache: dict[TokenSource, tuple[object, str]] = {}
         self._broken: set[TokenSource] = set()
+        self._known: frozenset[str] | None = None
 
     @staticmethod
     def _version(source: TokenSource) -> object:
@@ -46,7 +47,14 @@ class TokenReader:
             self._broken.discard(source)
             log.info("token source readable again", extra={"fields": {"source": source.describe()}})
         self._cache[source] = (version, token)
+        self._known = None
         return token
+
+    def known(self) -> frozenset[str]:
+        """Every token read so far, case-folded: names an answer must never export."""
+        if self._known is None:
+            self._known = frozenset(token.casefold() for _, token in self._cache.values())
+        return self._known
 
     def changed(self, source: TokenSource) -> bool:
         """True when the source's file or variable differs from what was last read."""

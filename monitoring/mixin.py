@@ -152,6 +152,10 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 ORG_TOTAL = 'org=~"$org",space=""'  # org-wide series only: never summed with the spaces
 SPACES = 'org=~"$org",space=~"$space"'  # "All" is .+, which excludes the org-wide series
 TARGETS = 'org=~"$org"'
+PUBLISHED_ONLY = ("Published shape only (completed_calls, avg_duration_seconds): targets that "
+                  "answer Unpod's platform shape show No data here.")
+PLATFORM_ONLY = ("Platform shape only (call_analytics): targets that answer the published "
+                 "shape show No data here.")
 
 
 def _panel(title: str, kind: str, exprs: list[tuple[str, str]], grid: tuple[int, int, int, int],
@@ -196,7 +200,7 @@ def dashboard() -> dict[str, Any]:
             description="New calls and failures per interval (delta of Unpod's all-time gauges)"),
         _panel("Success ratio", "stat", [
             (f"unpod_call_success_ratio{{{ORG_TOTAL}}}", "{{org}}")], (12, 1, 6, 8),
-            unit="percentunit"),
+            unit="percentunit", description=PUBLISHED_ONLY),
         _panel("Calls (last hour)", "stat", [
             (f"clamp_min(delta(unpod_calls{{{ORG_TOTAL}}}[1h]), 0)", "{{org}}")], (18, 1, 6, 8)),
         _row("Spaces", 9),
@@ -206,10 +210,10 @@ def dashboard() -> dict[str, Any]:
              "{{org}}/{{space}} failed")], (0, 10, 12, 8)),
         _panel("Success ratio by space", "timeseries", [
             (f"unpod_call_success_ratio{{{SPACES}}}", "{{org}}/{{space}}")], (12, 10, 12, 8),
-            unit="percentunit"),
+            unit="percentunit", description=PUBLISHED_ONLY),
         _panel("Average call duration", "timeseries", [
             (f"unpod_call_average_duration_seconds{{{SPACES}}}", "{{org}}/{{space}}")],
-            (0, 18, 12, 8), unit="s"),
+            (0, 18, 12, 8), unit="s", description=PUBLISHED_ONLY),
         _panel("Tasks by status", "timeseries", [
             (f"sum by (status) (unpod_tasks_by_status{{{SPACES}}})", "{{status}}")],
             (12, 18, 12, 8), stacked=True),
@@ -237,6 +241,16 @@ def dashboard() -> dict[str, Any]:
         _panel("Effective poll interval", "timeseries", [
             (f"unpod_exporter_poll_interval_seconds{{{TARGETS}}}", "{{org}}")],
             (16, 43, 8, 8), unit="s"),
+        _row("Outcomes and tasks", 51),
+        _panel("Call outcomes by space", "bargauge", [
+            (f"sum by (org, space, outcome) (unpod_calls_by_outcome{{{SPACES}}})",
+             "{{org}}/{{space}} {{outcome}}")], (0, 52, 12, 10),
+            description="All-time calls by outcome (interested, call back, send details, not "
+                        "interested, not connected, failed). " + PLATFORM_ONLY),
+        _panel("Task success ratio by space", "timeseries", [
+            (f"unpod_task_success_ratio{{{SPACES}}}", "{{org}}/{{space}}")], (12, 52, 12, 10),
+            unit="percentunit",
+            description="Completed tasks over all tasks (0..1), from either shape."),
     ]
     for number, panel in enumerate(panels, start=1):
         panel["id"] = number

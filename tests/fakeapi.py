@@ -1,6 +1,10 @@
 """A loopback HTTP server that plays the Unpod API, with its documented shapes and quirks.
 
-Tests set per-target analytics with ``set_analytics`` and inject faults with ``fail``; the
+It follows Unpod's public platform source (``apps/backend-core``: the analytics view, its
+``fetch_space_analytics``, DRF's authentication answers, the list views) as well as the
+published page: both success shapes (``set_analytics`` / ``set_platform``), ``data: null``
+(``set_no_data``), the 206 answers, the real list items, and which ``Authorization`` schemes
+each route accepts (``schemes`` / ``list_schemes``). Tests inject faults with ``fail``; the
 server records every request so that tests can count what the exporter really sent.
 """
 
@@ -26,6 +30,30 @@ def analytics(calls: int = 100, completed: int = 90, failed: int = 10, avg: floa
         "task_status_breakdown": breakdown if breakdown is not None else
         {"pending": 5, "running": 3, "completed": 35, "failed": 7},
     }
+
+
+def platform_analytics(calls: int = 419, interested: int = 77, call_back: int = 13,
+                       send_details: int = 1, not_interested: int = 20, not_connected: int = 35,
+                       failed_calls: int = 200, avg_success_score: float = 467,
+                       tasks: int = 419, completed: int = 302, failed: int = 109,
+                       pending: int = 2, in_progress: int = 1,
+                       **extra_outcomes: Any) -> dict[str, Any]:
+    """The platform's own success body (``fetch_space_analytics``); defaults are the example
+    of unpod-api.md. ``success_rate`` is computed as the platform does: a percentage of tasks,
+    two decimals."""
+    return {
+        "call_analytics": {"total_calls": calls, "interested": interested,
+                           "call_back": call_back, "send_details": send_details,
+                           "not_interested": not_interested, "not_connected": not_connected,
+                           "failed": failed_calls, "avg_success_score": avg_success_score,
+                           **extra_outcomes},
+        "call_status": {"total_tasks": tasks, "completed": completed, "failed": failed,
+                        "pending": pending, "in_progress": in_progress,
+                        "success_rate": round(completed * 100 / tasks, 2) if tasks else 0},
+    }
+
+
+NO_DATA = {"message": "No analytics data available for this space.", "data": None}
 
 
 @dataclass(frozen=True)
@@ -54,12 +82,28 @@ FAULTS: dict[str, Fault] = {
                                        "data": {}}),
     "rate_limited": Fault(429, {"detail": "Request was throttled."},
                           {"Retry-After": "1", "X-RateLimit-Remaining": "0"}),
+    # --- answers seen in the platform source (unpod-api.md, "More error answers") ---
+    "invalid_token": Fault(401, {"message": "Invalid token.", "status_code": 401},
+                           {"WWW-Authenticate": "Token"}),
+    "no_space_access": Fault(206, {"status_code": 206,
+                                   "message": "You Don't have Access to this Space",
+                                   "data": {}}),
+    "invalid_org_handle_206": Fault(206, {"status_code": 206,
+                                          "message": "Invalid organization handle.",
+                                          "data": {}}),
+    "other_206": Fault(206, {"status_code": 206, "message": "Space is archived", "data": {}}),
+    "view_exception": Fault(500, {"message": "An error occurred while fetching analytics: "
+                                             "ServerSelectionTimeoutError"}),
+    "drf_throttled": Fault(429, {"message": "Request was throttled. Expected available in 2 "
+                                            "seconds.", "status_code": 429},
+                           {"Retry-After": "2"}),
+    "no_data": Fault(200, NO_DATA),
     "server_error_html": Fault(500, b"<html><body><h1>Server Error (500)</h1></body></html>",
                                {"Content-Type": "text/html"}),
     "not_json": Fault(200, b"OK, but not JSON", {"Content-Type": "text/plain"}),
     "wrong_shape": Fault(200, {"status_code": 200, "data": [1, 2, 3]}),
-    "older_shape": Fault(200, {"status_code": 200, "message": "ok", "data": {
-        "call_analytics": {"total": 10, "completed": 9}, "call_status": {"failed": 1}}}),
+    "half_platform_shape": Fault(200, {"status_code": 200, "message": "ok", "data": {
+        "call_analytics": {"total_calls": 10}}}),
     "negative_value": Fault(200, {"status_code": 200, "data": analytics(calls=-1)}),
     "non_numeric_value": Fault(200, {"status_code": 200, "data": analytics(calls="many")}),  # type: ignore[arg-type]
 }
@@ -74,10 +118,22 @@ class Seen:
     at: float
 
 
+def _not_authenticated(scheme: str) -> Fault:
+    """DRF's answer when no authenticator of the view recognises the header."""
+    realm = ' realm="api"' if scheme == "JWT" else ""
+    return Fault(401, {"message": "Authentication credentials were not provided.",
+                       "status_code": 401}, {"WWW-Authenticate": f"{scheme}{realm}"})
+
+
 class FakeUnpod:
     def __init__(self, tokens: tuple[str, ...] = ("tok-secret-123",)) -> None:
         self.tokens = set(tokens)
-        self.data: dict[tuple[str, str | None], dict[str, Any]] = {}
+        # Authorization schemes each route accepts, in the order DRF tries its authenticators
+        # (the first one names WWW-Authenticate). The platform source: Token and JWT on the
+        # analytics view, JWT only on the list views (``platform()`` sets that).
+        self.schemes: tuple[str, ...] = ("Token", "JWT")
+        self.list_schemes: tuple[str, ...] = ("Token", "JWT")
+        self.data: dict[tuple[str, str | None], dict[str, Any] | None] = {}
         self._orgs: set[str] = set()
         self.faults: dict[tuple[str, str | None], Fault | Callable[[], Fault | None]] = {}
         self.requests: list[Seen] = []
@@ -94,9 +150,26 @@ class FakeUnpod:
 
     def set_analytics(self, org: str, space_token: str | None = ORG_WIDE,
                       **values: Any) -> dict[str, Any]:
+        """The published shape."""
         self.data[(org, space_token)] = body = analytics(**values)
         self._orgs.add(org)
         return body
+
+    def set_platform(self, org: str, space_token: str | None = ORG_WIDE,
+                     **values: Any) -> dict[str, Any]:
+        """The platform's own shape (``call_analytics`` + ``call_status``)."""
+        self.data[(org, space_token)] = body = platform_analytics(**values)
+        self._orgs.add(org)
+        return body
+
+    def set_no_data(self, org: str, space_token: str | None = ORG_WIDE) -> None:
+        """A space without runs: HTTP 200, ``data: null``, no status_code."""
+        self.data[(org, space_token)] = None
+        self._orgs.add(org)
+
+    def platform(self) -> None:
+        """Authenticate as the platform source does: list views take JWT only."""
+        self.list_schemes = ("JWT",)
 
     def fail(self, org: str, space_token: str | None, fault: Fault | str | None) -> None:
         if fault is None:
@@ -125,6 +198,17 @@ class FakeUnpod:
         request.transport.close()
         return response
 
+    def _authenticate(self, request: web.Request, schemes: tuple[str, ...]) -> Fault | None:
+        """None when authorised; else DRF's answer: a known scheme with a wrong token is
+        "Invalid token.", an unknown scheme is "credentials were not provided"."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        accepted = {s.casefold() for s in schemes}
+        if scheme.casefold() not in accepted or not token:
+            return _not_authenticated(schemes[0])
+        if token not in self.tokens:
+            return FAULTS["invalid_token"]
+        return None
+
     async def analytics(self, request: web.Request) -> web.StreamResponse:
         org = request.headers.get("Org-Handle")
         space_token = request.query.get("space_token")
@@ -138,16 +222,19 @@ class FakeUnpod:
             fault = fault()
         if fault is not None:
             return await self._answer(request, fault)
-        if request.headers.get("Authorization", "").removeprefix("Token ") not in self.tokens:
-            return await self._answer(request, FAULTS["no_credentials"])
+        refused = self._authenticate(request, self.schemes)
+        if refused is not None:
+            return await self._answer(request, refused)
         if not org:
             return await self._answer(request, FAULTS["missing_org_handle"])
         if org not in self._orgs:
             return await self._answer(request, FAULTS["org_not_found"])
-        data = self.data.get((org, space_token))
-        if data is None:
+        if (org, space_token) not in self.data:
             return await self._answer(request, FAULTS["invalid_space_token"])
-        if self.moving:  # a live campaign: every answer is a new snapshot
+        data = self.data[(org, space_token)]
+        if data is None:
+            return web.json_response(NO_DATA, headers=self.extra_headers)
+        if self.moving and "total_calls" in data:  # a live campaign: a new snapshot each time
             self._tick += 1
             data = {**data, "total_calls": data["total_calls"] + self._tick,
                     "completed_calls": data["completed_calls"] + self._tick}
@@ -160,10 +247,13 @@ class FakeUnpod:
         fault = self.list_faults.get("organizations")
         if fault is not None:
             return await self._answer(request, fault)
-        if request.headers.get("Authorization", "").removeprefix("Token ") not in self.tokens:
-            return await self._answer(request, FAULTS["no_credentials"])
-        items = [{"id": i, "name": h.title(), "domain_handle": h, "role": "owner"}
-                 for i, h in enumerate(sorted({key[0] for key in self.data}))]
+        refused = self._authenticate(request, self.list_schemes)
+        if refused is not None:
+            return await self._answer(request, refused)
+        # The source's organization items: no id, a token of the org's own, nulls allowed.
+        items = [{"name": h.title(), "token": f"org-token-{i}", "domain": f"{h}.example",
+                  "domain_handle": h, "is_private_domain": True, "role": "owner"}
+                 for i, h in enumerate(sorted(self._orgs | set(self.space_names)))]
         return web.json_response({"count": len(items), "status_code": 200,
                                   "message": "Organizations fetched", "data": items})
 
@@ -173,10 +263,19 @@ class FakeUnpod:
         fault = self.list_faults.get(f"spaces:{org}")
         if fault is not None:
             return await self._answer(request, fault)
-        if request.headers.get("Authorization", "").removeprefix("Token ") not in self.tokens:
-            return await self._answer(request, FAULTS["no_credentials"])
-        items = [{"id": i, "name": name, "token": token, "slug": name.lower()}
-                 for i, (name, token) in enumerate(self.space_names.get(org, []))]
+        refused = self._authenticate(request, self.list_schemes)
+        if refused is not None:
+            return await self._answer(request, refused)
+        if not org:
+            return await self._answer(request, FAULTS["missing_org_handle"])
+        if org not in self._orgs and org not in self.space_names:
+            return await self._answer(request, FAULTS["org_not_found"])
+        # The source's space items: no id, nulls, the organization nested; newest first.
+        items = [{"name": name, "slug": name.lower().replace(" ", "-"), "token": token,
+                  "description": None, "logo": None, "privacy_type": "shared",
+                  "space_type": "general", "content_type": "contact",
+                  "organization": {"name": org.title(), "domain_handle": org}}
+                 for name, token in reversed(self.space_names.get(org, []))]
         return web.json_response({"count": len(items), "status_code": 200,
                                   "message": "Spaces fetched", "data": items})
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from exporter.analytics import MAX_STATUSES, InvalidAnalytics, parse_analytics
-from tests.fakeapi import analytics
+from exporter.analytics import MAX_STATUSES, Analytics, InvalidAnalytics, NoData, parse_analytics
+from tests.fakeapi import analytics, platform_analytics
 
 
 def test_documented_shape():
@@ -38,8 +38,8 @@ def test_bad_status_names_are_ignored_and_the_count_is_capped():
     breakdown["x" * 65] = 1
     a = parse_analytics(analytics(breakdown=breakdown))
     assert len(a.task_status) == MAX_STATUSES
-    assert "bad key!" in a.ignored_statuses and "x" * 65 in a.ignored_statuses
-    assert len(a.ignored_statuses) == 2 + 40 - (MAX_STATUSES - 4)
+    assert "bad key!" in a.ignored_keys and "x" * 65 in a.ignored_keys
+    assert len(a.ignored_keys) == 2 + 40 - (MAX_STATUSES - 4)
 
 
 @pytest.mark.parametrize("field, bad", [
@@ -55,10 +55,77 @@ def test_impossible_values_reject_the_whole_snapshot(field, bad):
         parse_analytics(data)
 
 
-def test_bad_breakdown_value_and_older_shape():
+def test_bad_breakdown_value_and_unknown_shape():
     with pytest.raises(InvalidAnalytics, match="task_status_breakdown.pending"):
         parse_analytics(analytics(breakdown={"pending": -2}))
-    with pytest.raises(InvalidAnalytics, match="undocumented shape"):
-        parse_analytics({"call_analytics": {}, "call_status": {}})
+    with pytest.raises(InvalidAnalytics, match="neither published nor platform"):
+        parse_analytics({"call_analytics": {}})  # half of the platform shape
     with pytest.raises(InvalidAnalytics, match="expected object"):
         parse_analytics([1])
+
+
+# --- the platform's own shape (unpod-api.md; the platform source's fetch_space_analytics) ---
+
+def test_platform_shape_maps_as_the_spec_says():
+    a = parse_analytics(platform_analytics())  # the example body of unpod-api.md
+    assert isinstance(a, Analytics) and a.shape == "platform"
+    assert (a.total_calls, a.failed_calls, a.total_tasks) == (419, 200, 419)
+    assert dict(a.call_outcomes) == {"interested": 77, "call_back": 13, "send_details": 1,
+                                     "not_interested": 20, "not_connected": 35, "failed": 200}
+    assert a.task_status == (("completed", 302), ("failed", 109), ("pending", 2),
+                             ("in_progress", 1))
+    # figures the shape lacks are absent, never invented
+    assert a.completed_calls is None and a.avg_duration_seconds is None
+    assert a.success_ratio is None
+    # success_rate (72.08, a percentage of tasks) never becomes a ratio; ours is 0..1
+    assert a.task_success_ratio == pytest.approx(302 / 419)
+    assert a.finished_tasks == 411
+
+
+def test_platform_extra_outcomes_pass_through_and_misnamed_keys_do_not():
+    a = parse_analytics(platform_analytics(voicemail=4))
+    outcomes = dict(a.call_outcomes)
+    assert outcomes["voicemail"] == 4
+    assert "avg_success_score" not in outcomes and "total_calls" not in outcomes
+    assert "success_rate" not in dict(a.task_status) and "total_tasks" not in dict(a.task_status)
+
+
+def test_platform_empty_facets_export_nothing_invented():
+    # The source's aggregation with no runs: empty call_analytics, a success_rate of 0.
+    a = parse_analytics({"call_analytics": {}, "call_status": {"success_rate": 0}})
+    assert isinstance(a, Analytics)
+    assert (a.total_calls, a.failed_calls, a.total_tasks) == (None, None, None)
+    assert a.task_status == () and a.call_outcomes == ()
+    assert a.task_success_ratio is None and a.finished_tasks is None
+
+
+@pytest.mark.parametrize("body, key", [
+    (platform_analytics(calls=-1), "call_analytics.total_calls"),
+    (platform_analytics(interested=1.5), "call_analytics.interested"),
+    (platform_analytics(avg_success_score=math.inf), "avg_success_score"),
+    ({"call_analytics": {}, "call_status": {"success_rate": "72%"}}, "success_rate"),
+    ({"call_analytics": [], "call_status": {}}, "call_analytics"),
+    (platform_analytics(tasks=2**53 + 2), "call_status.total_tasks"),
+])
+def test_platform_impossible_values_reject_the_whole_snapshot(body, key):
+    with pytest.raises(InvalidAnalytics, match=key.replace(".", r"\.")):
+        parse_analytics(body)
+
+
+def test_task_success_ratio_is_capped_and_absent_without_tasks():
+    assert parse_analytics(analytics(tasks=10, breakdown={"completed": 12})
+                           ).task_success_ratio == 1.0
+    assert parse_analytics(analytics(tasks=0)).task_success_ratio is None
+    assert parse_analytics(analytics(tasks=4, breakdown={"completed": 1})
+                           ).task_success_ratio == 0.25
+
+
+def test_data_null_is_no_data_not_zeros():
+    assert isinstance(parse_analytics(None), NoData)
+
+
+def test_counts_above_2_to_the_53_are_invalid():
+    with pytest.raises(InvalidAnalytics, match="2\\*\\*53"):
+        parse_analytics(analytics(calls=10**400))
+    with pytest.raises(InvalidAnalytics, match="avg_duration_seconds"):
+        parse_analytics(analytics(avg=10**400))
