@@ -35,12 +35,12 @@ def wait_http(url: str, timeout: float = 300, status: int = 200) -> float:
     raise TimeoutError(url)
 
 
-def start_fake(orgs: int, spaces: int,
-               latency: float = 0.02) -> tuple[subprocess.Popen[bytes], str]:
+def start_fake(orgs: int, spaces: int, latency: float = 0.02,
+               *extra: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen([PYTHON, str(ROOT / "bench" / "fake_server.py"), "--port", str(port),
                              "--orgs", str(orgs), "--spaces", str(spaces),
-                             "--latency", str(latency)])
+                             "--latency", str(latency), *extra])
     base = f"http://127.0.0.1:{port}/api/v2/platform"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

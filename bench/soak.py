@@ -24,8 +24,9 @@ from aiohttp import ClientSession
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from exporter.app import Exporter, run_web  # noqa: E402
+from exporter.app import Exporter  # noqa: E402
 from exporter.config import load_config  # noqa: E402
+from exporter.listener import run_web  # noqa: E402
 
 
 def free_port() -> int:

@@ -15,8 +15,9 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from exporter.app import Exporter, make_registry, run_web
+from exporter.app import Exporter, make_registry
 from exporter.config import load_config
+from exporter.listener import run_web
 
 
 async def main(config: str, port: int) -> None:

@@ -9,13 +9,12 @@ import time
 from collections.abc import Callable
 
 import aiohttp
-from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from exporter.budget import stretch_intervals
+from exporter.budget import RequestBudget, spare, stretch_intervals
 from exporter.client import UnpodClient, close_quietly, environment_proxy
 from exporter.collector import UnpodCollector
-from exporter.config import ApiTlsConfig, Config, ConfigError
+from exporter.config import ApiTlsConfig, Config, ConfigError, TokenSource
 from exporter.discovery import Discoverer
 from exporter.exposition import ExpositionCache
 from exporter.files import file_version
@@ -68,6 +67,10 @@ class Exporter:
         self._loop_task: asyncio.Task[None] | None = None
         self._ready = False
         self.probe_budget_wait = PROBE_BUDGET_WAIT
+        # /probe may spend only what scheduled polls leave of a token's budget, and only a
+        # few at once: a flood of probes never starves the polls of other targets.
+        self._probe_budgets: dict[TokenSource, RequestBudget] = {}
+        self._probe_slots = asyncio.Semaphore(max(1, config.poll.concurrency // 4))
         self._stopping = False
         self.web_app = make_app(self.exposition, self.store, telemetry_path, self.is_ready,
                                 self.reload if enable_lifecycle else None, web_config,
@@ -171,7 +174,10 @@ class Exporter:
         targets = build_targets(config, self._discovered, self.shard)
         intervals: dict[str, float] = {}
         extra = {api.token: self._discovery_demand(config)}
-        for token, stretch in stretch_intervals(targets, per_minute, per_day, extra).items():
+        stretches = stretch_intervals(targets, per_minute, per_day, extra)
+        self._set_probe_budgets({token: spare(stretch, per_minute, per_day)
+                                 for token, stretch in stretches.items()})
+        for token, stretch in stretches.items():
             intervals.update(stretch.intervals)
             if stretch.factor > 1 and announce:
                 log.warning("targets need more requests than the budget allows; stretching "
@@ -183,15 +189,32 @@ class Exporter:
         self.store.max_staleness = config.poll.max_staleness
         poller.set_targets(targets, intervals)
 
+    def _set_probe_budgets(self, spares: dict[TokenSource, tuple[float, float | None] | None],
+                           ) -> None:
+        budgets = {}
+        for token, caps in spares.items():
+            if caps is None:
+                continue  # the polls need every request: no probes for this token
+            budget = budgets[token] = self._probe_budgets.get(token) or RequestBudget(*caps)
+            budget.configure(*caps)
+        self._probe_budgets = budgets
+
     async def probe(self, org: str, space: str) -> CollectorRegistry | str:
-        """Poll one current target now; its metrics alone, or why not ("unknown"/"budget")."""
+        """Poll one current target now; its metrics alone, or why not ("unknown"/"budget").
+        A probe that cannot be served from the spare budget at once says so at once."""
         poller = self.poller
         target = poller.target((org, space))
         if target is None:
             return "unknown"
         blocked = poller.auth_backoff.blocked(target.org, target.token) is not None
-        outcome = await poller.poll_once(target,
-                                         deadline=time.monotonic() + self.probe_budget_wait)
+        if not blocked:
+            allowance = self._probe_budgets.get(target.token)
+            if allowance is None or allowance.wait() > 0 or self._probe_slots.locked():
+                return "budget"
+            allowance.spend()
+        async with self._probe_slots:
+            outcome = await poller.poll_once(
+                target, deadline=time.monotonic() + self.probe_budget_wait)
         if outcome is None and not blocked:
             return "budget"
         registry = CollectorRegistry(auto_describe=False)
@@ -233,12 +256,3 @@ class Exporter:
             await asyncio.gather(self._loop_task, return_exceptions=True)
         if self._session is not None:
             await close_quietly(self._session)
-
-
-async def run_web(app: web.Application, host: str | None, port: int,
-                  ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
-    await site.start()
-    return runner

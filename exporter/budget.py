@@ -129,6 +129,18 @@ def stretch_intervals(targets: Iterable[Target], per_minute: float, per_day: flo
     return result
 
 
+def spare(stretch: Stretch, per_minute: float,
+          per_day: float | None) -> tuple[float, float | None] | None:
+    """What a token's scheduled polls (and discovery) leave of its caps, per minute and per
+    day, for on-demand requests (``/probe``); None when nothing is left. A per-minute figure
+    of 0 means no cap, as for RequestBudget."""
+    minute = per_minute - stretch.demand_per_minute if per_minute > 0 else 0.0
+    day = per_day - stretch.demand_per_minute * 1440 if per_day else None
+    if (per_minute > 0 and minute < 1) or (day is not None and day < 1):
+        return None
+    return minute, day
+
+
 class AuthBackoff:
     """401/403 back-off per (org, token source): 2, 4, 8, ... intervals, up to an hour."""
 

@@ -14,9 +14,10 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.apicheck import check_api, render
-from exporter.app import Exporter, run_web
+from exporter.app import Exporter
 from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from exporter.demo import DemoApi, demo_config
+from exporter.listener import run_web
 from exporter.logs import LEVELS, setup_logging
 from exporter.sharding import Shard, ShardError, parse_shard
 from exporter.targets import build_targets

@@ -101,21 +101,19 @@ class _Segment:
 
 
 class Exposition:
-    """One assembled body. The uncompressed text is kept as references to the cached lines
-    and joined only if a client asks for it uncompressed (Prometheus never does)."""
+    """One assembled body. The uncompressed text is kept as references to the cached lines,
+    never joined: a client that asks for it uncompressed gets it streamed part by part."""
 
     def __init__(self, parts: list[bytes], gzipped: bytes, content_type: str) -> None:
-        self._parts: list[bytes] | None = parts
-        self._text: bytes | None = None
+        self.parts = parts
+        self.text_length = sum(len(part) for part in parts)
         self.gzipped = gzipped
         self.content_type = content_type
 
     @property
     def text(self) -> bytes:
-        if self._text is None:
-            self._text = b"".join(self._parts or ())
-            self._parts = None
-        return self._text
+        """The whole uncompressed body as one copy (tests and small bodies only)."""
+        return b"".join(self.parts)
 
 
 class ExpositionCache:

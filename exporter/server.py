@@ -2,33 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import html
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import generate_latest as text_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from exporter import __version__
-from exporter.exposition import ExpositionCache
+from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, ExpositionCache
+from exporter.negotiation import accepts_gzip, wants_openmetrics
 from exporter.store import SnapshotStore, TargetState
 from exporter.webconfig import WebConfigWatcher, install
 
 MAX_LANDING_ROWS = 500
 
 
+WRITE_TIMEOUT = 60.0  # a client that does not read its body for this long is cut off
+CHUNK = 64 * 1024
+
+
 def _accepts_gzip(request: web.Request) -> bool:
-    encodings = request.headers.get("Accept-Encoding", "")
-    return any(part.split(";")[0].strip().lower() == "gzip" for part in encodings.split(","))
+    return accepts_gzip(request.headers.get("Accept-Encoding"))
 
 
-def render_metrics(registry: CollectorRegistry, accept: str | None,
+def _wants_openmetrics(request: web.Request) -> bool:
+    return wants_openmetrics(request.headers.get("Accept"))
+
+
+def render_metrics(registry: CollectorRegistry, openmetrics: bool,
                    gzip_ok: bool) -> tuple[bytes, str, bool]:
     """Exposition bytes, content type, and whether the bytes are gzip-compressed."""
-    encoder, content_type = choose_encoder(accept or "")
-    body = encoder(registry)
+    if openmetrics:
+        body = openmetrics_latest(registry)  # type: ignore[no-untyped-call]
+        content_type = OPENMETRICS_CONTENT_TYPE
+    else:
+        body, content_type = text_latest(registry), TEXT_CONTENT_TYPE
     if gzip_ok:
         return gzip.compress(body, compresslevel=6), content_type, True
     return body, content_type, False
@@ -36,11 +49,35 @@ def render_metrics(registry: CollectorRegistry, accept: str | None,
 
 def exposition(request: web.Request, registry: CollectorRegistry) -> web.Response:
     body, content_type, gzipped = render_metrics(
-        registry, request.headers.get("Accept"), _accepts_gzip(request))
+        registry, _wants_openmetrics(request), _accepts_gzip(request))
     response = web.Response(body=body, headers={"Content-Type": content_type})
     if gzipped:
         response.headers["Content-Encoding"] = "gzip"
     response.headers["Vary"] = "Accept, Accept-Encoding"
+    return response
+
+
+def _slices(data: bytes) -> Iterator[memoryview]:
+    view = memoryview(data)
+    return (view[i:i + CHUNK] for i in range(0, len(data), CHUNK))
+
+
+async def stream(request: web.Request, headers: dict[str, str], length: int,
+                 chunks: Iterable[bytes | memoryview]) -> web.StreamResponse:
+    """Write a body chunk by chunk, waiting for the client to read (back-pressure): a client
+    that does not read holds one transport buffer, not a copy of the body, and is cut off
+    after WRITE_TIMEOUT."""
+    response = web.StreamResponse(headers=headers)
+    response.content_length = length
+    await response.prepare(request)
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            for chunk in chunks:
+                await response.write(chunk)
+            await response.write_eof()
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
     return response
 
 
@@ -88,24 +125,19 @@ def landing_page(store: SnapshotStore, telemetry_path: str) -> str:
 """
 
 
-def _wants_openmetrics(request: web.Request) -> bool:
-    _, content_type = choose_encoder(request.headers.get("Accept") or "")
-    return content_type.startswith("application/openmetrics-text")
-
-
 def make_app(cache: ExpositionCache, store: SnapshotStore, telemetry_path: str,
              is_ready: Callable[[], bool],
              reload: Callable[[], str | None] | None,
              web_config: WebConfigWatcher | None = None,
              probe: Callable[[str, str], Awaitable[CollectorRegistry | str]] | None = None,
              ) -> web.Application:
-    async def metrics(request: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.StreamResponse:
         body = await cache.get(_wants_openmetrics(request))
         headers = {"Content-Type": body.content_type, "Vary": "Accept, Accept-Encoding"}
         if _accepts_gzip(request):
             headers["Content-Encoding"] = "gzip"
-            return web.Response(body=body.gzipped, headers=headers)
-        return web.Response(body=body.text, headers=headers)
+            return await stream(request, headers, len(body.gzipped), _slices(body.gzipped))
+        return await stream(request, headers, body.text_length, body.parts)
 
     async def probe_target(request: web.Request) -> web.Response:
         query = request.query
@@ -117,7 +149,8 @@ def make_app(cache: ExpositionCache, store: SnapshotStore, telemetry_path: str,
         if result == "unknown":
             return web.Response(status=400, text="not a configured or discovered target\n")
         if isinstance(result, str):
-            return web.Response(status=503, text="no request budget free within 10 s\n")
+            return web.Response(status=503, text="no request budget free for probes now (the "
+                                "scheduled polls come first)\n")
         return exposition(request, result)
 
     async def landing(_: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import hashlib
 import hmac
 import logging
@@ -292,15 +293,42 @@ class WebConfigWatcher:
         return base
 
 
-class BasicAuth:
-    """bcrypt checks off the event loop; successes cached under a keyed hash, failures never."""
+class AuthBusy(Exception):
+    """Too many password checks are queued: answer 429 at once instead of queueing more."""
 
-    def __init__(self, watcher: WebConfigWatcher, cache_size: int = 1024) -> None:
+
+def bcrypt_cost(hashed: bytes) -> int:
+    return int(hashed[4:6])
+
+
+class BasicAuth:
+    """bcrypt checks on a small pool of their own (never the default executor, which the
+    exposition's assembly uses), at most ``max_pending`` queued; successes cached under a
+    keyed hash, failures never. An unknown user is checked against a dummy hash of the same
+    cost as the configured ones, so timing does not reveal user names."""
+
+    def __init__(self, watcher: WebConfigWatcher, cache_size: int = 1024, workers: int = 1,
+                 max_pending: int = 8) -> None:
         self._watcher = watcher
         self._key = secrets.token_bytes(32)
         self._cache: set[bytes] = set()
         self._cache_size = cache_size
-        self._dummy = bcrypt.hashpw(b"unpod-exporter", bcrypt.gensalt(4))
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, "bcrypt")
+        self._max_pending = max_pending
+        self._pending = 0
+        self._dummies: dict[int, bytes] = {}
+
+    def _verify(self, password: bytes, stored: bytes | None,
+                users: Mapping[str, bytes]) -> bool:
+        """In the pool. An unknown user is checked against a hash of the highest cost in use
+        (made once per cost): it costs what the slowest real one does."""
+        if stored is None:
+            cost = max((bcrypt_cost(h) for h in users.values()), default=4)
+            if cost not in self._dummies:
+                self._dummies[cost] = bcrypt.hashpw(secrets.token_bytes(16),
+                                                    bcrypt.gensalt(cost))
+            stored = self._dummies[cost]
+        return bcrypt.checkpw(password, stored)
 
     async def check(self, user: str, password: bytes) -> bool:
         users = self._watcher.config.users
@@ -311,15 +339,23 @@ class BasicAuth:
                                hashlib.sha256).digest()
         if stored is not None and fingerprint in self._cache:
             return True
-        # An unknown user still costs a bcrypt round, so timing does not reveal user names.
-        ok = await asyncio.get_running_loop().run_in_executor(
-            None, bcrypt.checkpw, password, stored or self._dummy)
+        if self._pending >= self._max_pending:
+            raise AuthBusy
+        self._pending += 1
+        try:
+            ok = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._verify, password, stored, users)
+        finally:
+            self._pending -= 1
         if ok and stored is not None:
             if len(self._cache) >= self._cache_size:
                 self._cache.clear()
             self._cache.add(fingerprint)
             return True
         return False
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _credentials(header: str | None) -> tuple[str, bytes] | None:
@@ -347,7 +383,12 @@ def install(app: web.Application, watcher: WebConfigWatcher) -> None:
         watcher.refresh()
         if watcher.config.users and request.path not in UNAUTHENTICATED_PATHS:
             credentials = _credentials(request.headers.get("Authorization"))
-            if credentials is None or not await auth.check(*credentials):
+            try:
+                ok = credentials is not None and await auth.check(*credentials)
+            except AuthBusy:
+                return web.Response(status=429, text="Too many authentication attempts\n",
+                                    headers={"Retry-After": "1"})
+            if not ok:
                 return web.Response(status=401, text="Unauthorized\n",
                                     headers={"WWW-Authenticate": REALM})
         response: web.StreamResponse = await handler(request)
@@ -357,5 +398,9 @@ def install(app: web.Application, watcher: WebConfigWatcher) -> None:
         for name, value in watcher.config.headers:
             response.headers[name] = value
 
+    async def close_pool(_: web.Application) -> None:
+        auth.close()
+
     app.middlewares.append(require_credentials)
     app.on_response_prepare.append(add_headers)
+    app.on_cleanup.append(close_pool)

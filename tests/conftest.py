@@ -1,18 +1,28 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import signal
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
 from exporter.config import parse_config_text
+from exporter.listener import run_web
+from exporter.webconfig import WebConfigWatcher
 from tests.fakeapi import FakeUnpod
 
 TOKEN = "tok-secret-123"
@@ -107,3 +117,107 @@ async def start_exporter() -> AsyncIterator[Callable[..., Awaitable[Running]]]:
     for running in started:
         await running.exporter.stop()
         await running.client.close()
+
+
+# --- the real program in a subprocess ----------------------------------------------------
+
+EXE = [sys.executable, "-m", "exporter"]
+
+
+def get(url: str, method: str = "GET") -> tuple[int, str]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+class Process:
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [*EXE, "--web.listen-address", f"127.0.0.1:{self.port}", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_http(self, path: str = "/-/healthy", status: int = 200, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                code, body = get(self.base + path)
+                if code == status:
+                    return body
+            except OSError:
+                pass
+            assert self.proc.poll() is None, self.proc.communicate()[1]
+            time.sleep(0.05)
+        raise AssertionError(f"{path} did not answer {status} within {timeout}s")
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def process() -> Iterator[type[Process]]:
+    started: list[Process] = []
+
+    class Tracked(Process):
+        def __init__(self, *args: str) -> None:
+            super().__init__(*args)
+            started.append(self)
+
+    yield Tracked
+    for proc in started:
+        proc.stop()
+
+
+# --- web config: TLS and basic auth in front of the exporter ----------------------------------
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def write_tls(tmp: Path, ca: trustme.CA, name: str = "server") -> dict[str, str]:
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(tmp / f"{name}.key"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp / f"{name}.crt"))
+    return {"cert_file": f"{name}.crt", "key_file": f"{name}.key"}
+
+
+@pytest.fixture
+async def serve(fake_api, start_exporter, tmp_path):
+    """Start the exporter behind a web config (dict), on a real TLS/HTTP port."""
+    runners = []
+
+    async def start(web: dict) -> str:
+        fake, base = fake_api
+        fake.set_analytics("acme")
+        path = tmp_path / "web.yml"
+        path.write_text(yaml.safe_dump(web))
+        watcher = WebConfigWatcher(str(path))
+        running = await start_exporter(config_yaml(base, [{"handle": "acme"}]),
+                                       web_config=watcher)
+        port = free_port()
+        runners.append(await run_web(running.exporter.web_app, "127.0.0.1", port,
+                                     watcher.server_context()))
+        await running.wait_ready()
+        scheme = "https" if watcher.config.tls else "http"
+        return f"{scheme}://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()

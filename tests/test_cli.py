@@ -4,79 +4,18 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from exporter.cli import StartupError, parse_listen_address
-from tests.conftest import free_port, parse_metrics, value
-
-EXE = [sys.executable, "-m", "exporter"]
+from tests.conftest import EXE, free_port, get, parse_metrics, value
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=30,
                           env=env)
-
-
-def get(url: str, method: str = "GET") -> tuple[int, str]:
-    request = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-class Process:
-    def __init__(self, *args: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [*EXE, "--web.listen-address", f"127.0.0.1:{self.port}", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def wait_http(self, path: str = "/-/healthy", status: int = 200, timeout: float = 10) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                code, body = get(self.base + path)
-                if code == status:
-                    return body
-            except OSError:
-                pass
-            assert self.proc.poll() is None, self.proc.communicate()[1]
-            time.sleep(0.05)
-        raise AssertionError(f"{path} did not answer {status} within {timeout}s")
-
-    def stop(self) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return self.proc.returncode, err
-
-
-@pytest.fixture
-def process() -> Iterator[type[Process]]:
-    started: list[Process] = []
-
-    class Tracked(Process):
-        def __init__(self, *args: str) -> None:
-            super().__init__(*args)
-            started.append(self)
-
-    yield Tracked
-    for proc in started:
-        proc.stop()
 
 
 def test_version():

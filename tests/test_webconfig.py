@@ -8,7 +8,6 @@ import socket
 import ssl
 import subprocess
 import sys
-from pathlib import Path
 
 import aiohttp
 import bcrypt
@@ -16,10 +15,9 @@ import pytest
 import trustme
 import yaml
 
-from exporter.app import run_web
 from exporter.config import ConfigError
-from exporter.webconfig import WebConfigWatcher, load_web_config
-from tests.conftest import config_yaml, free_port, wait_for
+from exporter.webconfig import load_web_config
+from tests.conftest import basic, free_port, wait_for, write_tls
 from tests.prometheus import Prometheus
 
 PASSWORD = "s3cret-pass"
@@ -29,54 +27,12 @@ def bcrypt_hash(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
 
 
-def basic(user: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-@pytest.fixture
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-def write_tls(tmp: Path, ca: trustme.CA, name: str = "server") -> dict[str, str]:
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.private_key_pem.write_to_path(str(tmp / f"{name}.key"))
-    cert.cert_chain_pems[0].write_to_path(str(tmp / f"{name}.crt"))
-    return {"cert_file": f"{name}.crt", "key_file": f"{name}.key"}
-
-
 def client_context(ca: trustme.CA, **kwargs: ssl.TLSVersion) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     for name, version in kwargs.items():
         setattr(context, name, version)
     return context
-
-
-@pytest.fixture
-async def serve(fake_api, start_exporter, tmp_path):
-    """Start the exporter behind a web config (dict), on a real TLS/HTTP port."""
-    runners = []
-
-    async def start(web: dict) -> str:
-        fake, base = fake_api
-        fake.set_analytics("acme")
-        path = tmp_path / "web.yml"
-        path.write_text(yaml.safe_dump(web))
-        watcher = WebConfigWatcher(str(path))
-        running = await start_exporter(config_yaml(base, [{"handle": "acme"}]),
-                                       web_config=watcher)
-        port = free_port()
-        runners.append(await run_web(running.exporter.web_app, "127.0.0.1", port,
-                                     watcher.server_context()))
-        await running.wait_ready()
-        scheme = "https" if watcher.config.tls else "http"
-        return f"{scheme}://127.0.0.1:{port}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
 
 
 async def fetch(url: str, context: ssl.SSLContext | bool | None = None,
