@@ -23,7 +23,7 @@ MAX_LANDING_ROWS = 500
 
 
 WRITE_TIMEOUT = 60.0  # a client that does not read its body for this long is cut off
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 
 
 def _accepts_gzip(request: web.Request) -> bool:
