@@ -5,11 +5,15 @@
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Dependencies first, from the lock file: exact versions, every file checked against its hash.
+COPY requirements.lock ./
+RUN python -m venv /opt/unpod-exporter \
+ && /opt/unpod-exporter/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
 RUN pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/unpod-exporter \
- && /opt/unpod-exporter/bin/pip install /wheels/*.whl
+ && /opt/unpod-exporter/bin/pip install --no-deps /wheels/*.whl \
+ && /opt/unpod-exporter/bin/pip check
 
 FROM python:3.11-slim-bookworm
 ARG VERSION=0.1.0
@@ -26,6 +30,6 @@ COPY --from=build /opt/unpod-exporter /opt/unpod-exporter
 USER 10001:10001
 EXPOSE 9877
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["python", "-m", "exporter.healthcheck", "127.0.0.1:9877/-/healthy"]
+  CMD ["python", "-m", "exporter.healthcheck"]
 ENTRYPOINT ["unpod-exporter"]
 CMD ["--config.file", "/etc/unpod-exporter/config.yaml"]

@@ -42,8 +42,8 @@ UNFINISHED = "pending|running|in_progress|processing"
 WHERE = "{{ $labels.org }}{{ if $labels.space }}/{{ $labels.space }}{{ end }}"
 
 
-def _alert(name: str, expr: str, duration: str, severity: str, summary: str,
-           description: str) -> dict[str, Any]:
+def _alert(c: dict[str, Any], name: str, expr: str, duration: str, severity: str,
+           summary: str, description: str) -> dict[str, Any]:
     return {
         "alert": name,
         "expr": expr.strip() + "\n",
@@ -52,13 +52,13 @@ def _alert(name: str, expr: str, duration: str, severity: str, summary: str,
         "annotations": {
             "summary": summary,
             "description": description,
-            "runbook_url": f"{CONFIG['runbook_base']}#{name.lower()}",
+            "runbook_url": f"{c['runbook_base']}#{name.lower()}",
         },
     }
 
 
-def recording_rules() -> dict[str, Any]:
-    window = CONFIG["failure_window"]
+def recording_rules(c: dict[str, Any] = CONFIG) -> dict[str, Any]:
+    window = c["failure_window"]
     return {"groups": [{"name": "unpod.rules", "rules": [
         {"record": f"unpod:calls:delta{window}",
          "expr": f"clamp_min(delta(unpod_calls[{window}]), 0)"},
@@ -78,19 +78,18 @@ def recording_rules() -> dict[str, Any]:
     ]}]}
 
 
-def alert_rules() -> dict[str, Any]:
-    c = CONFIG
+def alert_rules(c: dict[str, Any] = CONFIG) -> dict[str, Any]:
     window = c["failure_window"]
     where = WHERE
     alerts = [
-        _alert("UnpodTasksStuck", f"""
+        _alert(c, "UnpodTasksStuck", f"""
 unpod:tasks_unfinished > 0
 and on (org, space)
 unpod:tasks_progress_age:seconds > {c['stuck_after_seconds']}
 """, c["stuck_for"], "warning", f"Unpod tasks stuck in {where}",
             "{{ $value | humanize }} tasks are pending or running in " + where
             + f" but no task has finished for over {c['stuck_after_seconds'] // 60} minutes."),
-        _alert("UnpodCallFailureRateHigh", f"""
+        _alert(c, "UnpodCallFailureRateHigh", f"""
 unpod:call_failure_ratio:{window} > {c['failure_ratio_threshold']}
 and on (org, space)
 unpod:calls:delta{window} >= {c['failure_min_calls']}
@@ -98,7 +97,7 @@ unpod:calls:delta{window} >= {c['failure_min_calls']}
             "{{ $value | humanizePercentage }} of the calls of the last " + window + " in "
             + where + f" failed (threshold {c['failure_ratio_threshold']:.0%}, "
             f"at least {c['failure_min_calls']} calls)."),
-        _alert("UnpodCallSuccessRatioDropping", f"""
+        _alert(c, "UnpodCallSuccessRatioDropping", f"""
 unpod:call_success_ratio:{window}
 < (unpod:call_success_ratio:{window} offset 1d) - {c['success_drop']}
 and on (org, space)
@@ -107,37 +106,37 @@ unpod:calls:delta{window} >= {c['failure_min_calls']}
             "The success ratio of the last " + window + " in " + where
             + " is {{ $value | humanizePercentage }}, more than "
             + f"{c['success_drop']:.0%} below the same hour yesterday."),
-        _alert("UnpodTargetDown", "unpod_up == 0", c["target_down_for"], "warning",
+        _alert(c, "UnpodTargetDown", "unpod_up == 0", c["target_down_for"], "warning",
                f"Unpod exporter cannot poll {where}",
                "The last polls of " + where + " failed; see unpod_poll_errors_total for the "
                "reason and the exporter's landing page for the last error."),
-        _alert("UnpodDataStale", f"""
+        _alert(c, "UnpodDataStale", f"""
 time() - unpod_last_success_timestamp_seconds > {c['stale_after_seconds']}
 """, "0m", "warning", f"Unpod analytics of {where} are stale",
             "The last successful poll of " + where + " was {{ $value | humanizeDuration }} ago."),
-        _alert("UnpodAuthenticationFailing", f"""
-sum by (org) (
+        _alert(c, "UnpodAuthenticationFailing", f"""
+sum by (job, org) (
   increase(unpod_poll_errors_total{{reason=~"unauthorized|forbidden"}}[{c['auth_window']}])
 ) > 0
-unless on (org)
-max by (org) (unpod_up) == 1
+unless on (job, org)
+max by (job, org) (unpod_up) == 1
 """, "0m", "critical", "Unpod API token rejected for {{ $labels.org }}",
             "The Unpod API answers 401/403 for {{ $labels.org }}: the token is invalid, expired "
             "or lacks access to the organization. The exporter backs off (up to an hour)."),
-        _alert("UnpodRateLimited", f"""
-sum by (org) (
+        _alert(c, "UnpodRateLimited", f"""
+sum by (job, org) (
   increase(unpod_api_requests_total{{outcome="rate_limited"}}[{c['rate_limited_window']}])
 ) > 0
 """, c["rate_limited_for"], "warning", "Unpod API rate-limits the exporter for {{ $labels.org }}",
             "The Unpod API answered 429 {{ $value | humanize }} times in the last "
             + c["rate_limited_window"] + "; lower api.max_requests_per_minute or raise the "
             "poll interval."),
-        _alert("UnpodExporterConfigReloadFailed",
+        _alert(c, "UnpodExporterConfigReloadFailed",
                "unpod_exporter_config_last_reload_successful == 0", "5m", "warning",
                "unpod-exporter config reload failed",
                "The last config reload of {{ $labels.instance }} failed; the previous config is "
                "still running. See the exporter's log."),
-        _alert("UnpodExporterDown", f"""
+        _alert(c, "UnpodExporterDown", f"""
 up{{{c['job_selector']}}} == 0 or absent(up{{{c['job_selector']}}})
 """, c["exporter_down_for"], "critical", "unpod-exporter is down",
             "Prometheus cannot scrape unpod-exporter ({{ $labels.instance }}): no Unpod data "
@@ -286,8 +285,10 @@ def _dump(doc: dict[str, Any]) -> str:
     return HEADER + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1000)
 
 
-def render() -> dict[str, str]:
-    return {"alerts.yaml": _dump(alert_rules()), "rules.yaml": _dump(recording_rules()),
+def render(overrides: dict[str, Any] | None = None) -> dict[str, str]:
+    """The generated files; ``overrides`` change settings of CONFIG (tests shorten windows)."""
+    c = {**CONFIG, **(overrides or {})}
+    return {"alerts.yaml": _dump(alert_rules(c)), "rules.yaml": _dump(recording_rules(c)),
             "dashboards/unpod.json": json.dumps(dashboard(), indent=2) + "\n"}
 
 

@@ -22,6 +22,7 @@ RESOURCES = {
     "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget")],
     "monitoring.coreos.com/v1": [("servicemonitors", "ServiceMonitor"),
                                  ("prometheusrules", "PrometheusRule")],
+    "monitoring.coreos.com/v1alpha1": [("alertmanagerconfigs", "AlertmanagerConfig")],
 }
 
 
@@ -67,13 +68,15 @@ class KubeApi:
             return web.json_response({"kind": "APIVersions", "versions": ["v1"],
                                       "serverAddressByClientCIDRs": []})
         if path == "/apis":
-            groups = []
+            by_group: dict[str, list[dict[str, str]]] = {}
             for group_version in RESOURCES:
                 if "/" not in group_version:
                     continue
                 group, version = group_version.split("/")
-                entry = {"groupVersion": group_version, "version": version}
-                groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
+                by_group.setdefault(group, []).append({"groupVersion": group_version,
+                                                       "version": version})
+            groups = [{"name": group, "versions": versions, "preferredVersion": versions[0]}
+                      for group, versions in by_group.items()]
             return web.json_response({"kind": "APIGroupList", "apiVersion": "v1",
                                       "groups": groups})
         if path == "/api/v1":

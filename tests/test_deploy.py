@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,11 @@ import kubernetes_validate
 import pytest
 import yaml
 from aiohttp.test_utils import TestServer
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from exporter.config import parse_config
-from tests.conftest import free_port, parse_metrics, value
+from exporter.healthcheck import url_from
 from tests.kubeapi import KubeApi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,68 +53,62 @@ def test_dockerfile_is_production_shaped():
     assert "org.opencontainers.image.source" in text
 
 
-@pytest.fixture(scope="module")
-def image_venv(tmp_path_factory) -> Path:
-    """The image's build steps, outside Docker: only the files the Dockerfile copies go into
-    the context, the wheel is built the same way and installed into a fresh venv."""
-    tmp = tmp_path_factory.mktemp("image")
-    context = tmp / "src"
-    context.mkdir()
-    for line in dockerfile().splitlines():
-        if line.startswith("COPY ") and "--from" not in line:
-            *sources, _ = line.split()[1:]
-            for source in sources:
-                path = ROOT / source
-                if path.is_dir():
-                    shutil.copytree(path, context / source,
-                                    ignore=shutil.ignore_patterns("__pycache__"))
-                else:
-                    shutil.copy(path, context / source)
-    wheels = tmp / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir",
-                    str(wheels), "."], cwd=context, check=True, timeout=300)
-    venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    wheel = next(wheels.glob("*.whl"))
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True,
-                   timeout=600)
-    return venv
+# The image itself is built and run for real by scripts/image-test.sh (buildah and podman).
+
+@pytest.mark.parametrize("argv, url", [
+    (["unpod-exporter", "--demo"], "http://127.0.0.1:9877/-/healthy"),
+    (["/opt/venv/bin/unpod-exporter", "--web.listen-address", "127.0.0.1:19999"],
+     "http://127.0.0.1:19999/-/healthy"),
+    (["unpod-exporter", "--web.listen-address=[::]:9000"], "http://[::1]:9000/-/healthy"),
+    (["python", "-m", "exporter", "--web.listen-address", "0.0.0.0:1234"],
+     "http://127.0.0.1:1234/-/healthy"),
+    (["unpod-exporter", "--web.config.file", "web.yml", "--web.listen-address", ":9443"],
+     "https://127.0.0.1:9443/-/healthy"),
+    (["unpod-exporter", "--web.config.file", "missing.yml"], "127.0.0.1:9877/-/healthy"),
+])
+def test_healthcheck_url_follows_the_command_line(tmp_path, argv, url):
+    (tmp_path / "web.yml").write_text("tls_server_config: {cert_file: a.crt, key_file: a.key}\n")
+    assert url_from(argv, tmp_path) == url
 
 
-def test_image_entry_point_version(image_venv):
-    result = subprocess.run([str(image_venv / "bin" / "unpod-exporter"), "--version"],
-                            capture_output=True, text=True, timeout=30)
-    from exporter import __version__
-    assert result.returncode == 0 and result.stdout.strip() == f"unpod-exporter {__version__}"
+def test_healthcheck_finds_the_running_exporter(process):
+    exporter = process("--demo")  # on a free port, as a non-default listen address
+    exporter.wait_http()
+    check = [sys.executable, "-m", "exporter.healthcheck"]
+    assert subprocess.run(check, timeout=30).returncode == 0
+    exporter.stop()
+    assert subprocess.run(check, timeout=30).returncode == 1
 
 
-def test_image_demo_smoke_and_healthcheck(image_venv, tmp_path):
-    port = free_port()
-    python = str(image_venv / "bin" / "python")
-    proc = subprocess.Popen([str(image_venv / "bin" / "unpod-exporter"), "--demo",
-                             "--web.listen-address", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path,
-                            env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
-    try:
-        deadline = time.monotonic() + 10
-        calls = None
-        while time.monotonic() < deadline and not calls:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
-                                            timeout=2) as response:
-                    calls = value(parse_metrics(response.read().decode()), "unpod_calls",
-                                  org="acme-telecom")
-            except OSError:
-                time.sleep(0.1)
-        assert calls and calls > 0
-        check = [python, "-m", "exporter.healthcheck"]
-        assert subprocess.run([*check, f"127.0.0.1:{port}/-/healthy"], timeout=30).returncode == 0
-        assert subprocess.run([*check, f"127.0.0.1:{free_port()}/-/healthy"],
-                              timeout=30).returncode == 1
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    assert list(tmp_path.iterdir()) == []  # wrote nothing: fine on a read-only root
+def test_lock_file_matches_pyproject():
+    """requirements.lock (uv pip compile --generate-hashes) pins every dependency of
+    pyproject.toml within its range, hashes every pin, and holds nothing that no dependency
+    needs: a change to the dependencies without a refreshed lock fails here."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {canonicalize_name(Requirement(r).name): Requirement(r)
+              for r in project["dependencies"]}
+    text = (ROOT / "requirements.lock").read_text()
+    pins: dict[str, str] = {}
+    needed_by: dict[str, set[str]] = {}
+    current = ""
+    for line in text.splitlines():
+        if match := re.match(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)", line):
+            current = canonicalize_name(match[1])
+            pins[current] = match[2]
+            assert line.rstrip().endswith("\\"), f"{current} has no hashes"
+        elif re.fullmatch(r"\s+#\s+via", line):
+            continue  # the names follow, one a line
+        elif match := re.fullmatch(r"\s+#\s+(?:via\s+)?([A-Za-z0-9_.-]+)(?: \(.*\))?", line):
+            needed_by.setdefault(current, set()).add(canonicalize_name(match[1]))
+    for name, requirement in wanted.items():
+        assert name in pins, f"{name} is in pyproject.toml but not in requirements.lock"
+        assert pins[name] in requirement.specifier, f"{name}=={pins[name]} !~ {requirement}"
+        assert "unpod-exporter" in needed_by.get(name, set()), f"{name} not via the project"
+    for name, parents in needed_by.items():
+        assert parents & ({"unpod-exporter"} | set(pins)), f"{name} is needed by nothing"
+    stale = {n for n, parents in needed_by.items()
+             if parents == {"unpod-exporter"} and n not in wanted}
+    assert not stale, f"in the lock but no longer in pyproject.toml: {stale}"
 
 
 # --- Helm ------------------------------------------------------------------------------------
@@ -141,6 +136,7 @@ TOGGLES: dict[str, dict[str, Any]] = {
                                       "basicAuth": {"username": {"name": "s", "key": "u"}}}},
     "demo": {"demo": True, "grafanaDashboard": {"namespace": "grafana"}},
     "sharded": {"shards": 3},
+    "alertmanager-config": {"alertmanagerConfig": {"enabled": True}},
 }
 
 
@@ -230,6 +226,42 @@ async def test_chart_rules_and_dashboard_are_the_mixin_files_byte_for_byte():
     data = dashboard["data"]["unpod.json"].encode()
     assert hashlib.sha256(data).digest() == hashlib.sha256(
         (MONITORING / "dashboards" / "unpod.json").read_bytes()).digest()
+
+
+def crd_matchers(matchers: list[str]) -> list[dict[str, str]]:
+    """Alertmanager's matcher strings in the AlertmanagerConfig shape, parsed independently."""
+    parsed = []
+    for matcher in matchers:
+        match = re.fullmatch(r'(\w+)(=~|!~|!=|=)"(.*)"', matcher)
+        assert match, matcher
+        parsed.append({"name": match[1], "value": match[3], "matchType": match[2]})
+    return parsed
+
+
+async def test_alertmanager_config_is_the_example_in_the_operators_shape():
+    assert "AlertmanagerConfig" not in {kind for kind, _ in await install({})}  # opt-in
+    objects = await install({"alertmanagerConfig": {"enabled": True,
+                                                    "additionalLabels": {"alertmanager": "main"}}})
+    config = objects[("AlertmanagerConfig", "unpod-unpod-exporter")]
+    assert config["apiVersion"] == "monitoring.coreos.com/v1alpha1"
+    assert config["metadata"]["labels"]["alertmanager"] == "main"
+    example = yaml.safe_load((MONITORING / "alertmanager.example.yaml").read_text())
+    route, spec = example["route"], config["spec"]
+    assert spec["route"] == {
+        "receiver": route["receiver"], "groupBy": route["group_by"],
+        "groupWait": route["group_wait"], "groupInterval": route["group_interval"],
+        "repeatInterval": route["repeat_interval"],
+        "routes": [{"receiver": r["receiver"], "matchers": crd_matchers(r["matchers"])}
+                   for r in route["routes"]]}
+    assert spec["inhibitRules"] == [
+        {"sourceMatch": crd_matchers(rule["source_matchers"]),
+         "targetMatch": crd_matchers(rule["target_matchers"]), "equal": rule["equal"]}
+        for rule in example["inhibit_rules"]]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert spec["receivers"] == values["alertmanagerConfig"]["receivers"]
+    assert {r["name"] for r in spec["receivers"]} >= {r["receiver"] for r in route["routes"]}
+    assert all(any(k in r for k in ("webhookConfigs", "pagerdutyConfigs", "emailConfigs"))
+               for r in spec["receivers"])
 
 
 async def test_shards_make_a_statefulset_and_replicas_are_refused():

@@ -47,3 +47,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "unpod-exporter.scheme" -}}
 {{- if and .Values.webConfig.enabled (hasKey .Values.webConfig.content "tls_server_config") }}HTTPS{{ else }}HTTP{{ end }}
 {{- end }}
+
+{{/* An Alertmanager matcher string (severity="critical", alertname=~"A|B") as an
+AlertmanagerConfig matcher object. */}}
+{{- define "unpod-exporter.matcher" -}}
+{{- $op := regexFind "=~|!~|!=|=" . -}}
+{{- $parts := regexSplit $op . 2 -}}
+- name: {{ index $parts 0 | trim }}
+  value: {{ index $parts 1 | trim | trimPrefix "\"" | trimSuffix "\"" | quote }}
+  matchType: {{ $op | quote }}
+{{- end -}}
