@@ -155,8 +155,11 @@ def auth_and_tls() -> None:
                f"valid scrapes p50 {statistics.median(latencies) * 1000:.0f} ms, max "
                f"{max(latencies) * 1000:.0f} ms (before: up to 25 s); flood answered "
                f"401 x{statuses.count(401)}, 429 x{statuses.count(429)}")
-        known = [get(base + "/metrics", auth("prometheus", "no"), context)[2] for _ in range(9)]
-        unknown = [get(base + "/metrics", auth("nobody", "no"), context)[2] for _ in range(9)]
+        # a new password each time: failures are cached like successes
+        known = [get(base + "/metrics", auth("prometheus", f"no{i}"), context)[2]
+                 for i in range(9)]
+        unknown = [get(base + "/metrics", auth("nobody", f"no{i}"), context)[2]
+                   for i in range(9)]
         report("4. unknown user vs known user with a wrong password",
                f"median {statistics.median(unknown) * 1000:.0f} ms vs "
                f"{statistics.median(known) * 1000:.0f} ms "

@@ -117,7 +117,7 @@ async def serve(args: argparse.Namespace) -> int:
                         shard_from(args))
     try:
         runner = await run_web(exporter.web_app, host, port,
-                               web_config.server_context() if web_config else None)
+                               web_config if web_config and web_config.tls else None)
     except OSError as exc:
         if demo_runner is not None:
             await demo_runner.cleanup()

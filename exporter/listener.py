@@ -14,6 +14,7 @@ import asyncio
 import asyncio.sslproto
 import logging
 import ssl
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -30,6 +31,28 @@ TLS_READ_BUFFER = 16 * 1024  # one TLS record; asyncio's default is 256 KiB per 
 asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
+class TlsProvider(Protocol):
+    """Where a new connection's TLS context comes from (asked per connection, so that a
+    changed web config applies without a restart), and who may stay after the handshake."""
+
+    def context(self) -> ssl.SSLContext: ...
+
+    def accepts(self, sslobj: ssl.SSLObject) -> bool: ...
+
+
+class FixedTls:
+    """One context for every connection."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+
+    def context(self) -> ssl.SSLContext:
+        return self._context
+
+    def accepts(self, sslobj: ssl.SSLObject) -> bool:
+        return True
+
+
 class _Refused(asyncio.Protocol):
     """Closes a connection over the limit as soon as it is made."""
 
@@ -43,10 +66,10 @@ class _TlsUpgrade(asyncio.Protocol):
     state exists, so a refused connection is closed at once, TLS or not."""
 
     def __init__(self, limit: ConnectionLimit, handler: RequestHandler,
-                 context: ssl.SSLContext) -> None:
+                 tls: TlsProvider) -> None:
         self._limit = limit
         self._handler = handler
-        self._context = context
+        self._tls = tls
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -58,15 +81,15 @@ class _TlsUpgrade(asyncio.Protocol):
     async def _upgrade(self, transport: asyncio.Transport) -> None:
         loop = asyncio.get_running_loop()
         try:
-            tls = await loop.start_tls(transport, self._handler, self._context,
+            tls = await loop.start_tls(transport, self._handler, self._tls.context(),
                                        server_side=True,
                                        ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         except (OSError, ssl.SSLError, TimeoutError, asyncio.CancelledError):
             tls = None
         finally:
             self._limit.unconnected.discard(self._handler)
-        if tls is None:
-            transport.abort()
+        if tls is None or not self._tls.accepts(tls.get_extra_info("ssl_object")):
+            (tls or transport).abort()
             return
         self._handler.connection_made(tls)
 
@@ -76,10 +99,10 @@ class ConnectionLimit:
     still in their TLS handshake."""
 
     def __init__(self, server: web.Server, limit: int = MAX_CONNECTIONS,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 tls: TlsProvider | None = None) -> None:
         self._server = server
         self.limit = limit
-        self._ssl = ssl_context
+        self._tls = tls
         self.unconnected: set[RequestHandler] = set()
         self.handshakes: set[asyncio.Task[None]] = set()
         self._at_limit = False
@@ -99,18 +122,20 @@ class ConnectionLimit:
             self._at_limit = False
             log.info("accepting connections again", extra={"fields": {"active": active}})
         handler = self._server()
-        if self._ssl is None:
+        if self._tls is None:
             return handler  # plain HTTP: the loop connects it at once
         self.unconnected.add(handler)
-        return _TlsUpgrade(self, handler, self._ssl)
+        return _TlsUpgrade(self, handler, self._tls)
 
 
 class BoundedSite(web.TCPSite):
     """A TCPSite whose connections are limited and whose TLS handshakes are timed."""
 
     def __init__(self, runner: web.AppRunner, host: str | None, port: int,
-                 ssl_context: ssl.SSLContext | None, limit: int) -> None:
-        super().__init__(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+                 tls: TlsProvider | None, limit: int) -> None:
+        super().__init__(runner, host, port, reuse_address=True,
+                         ssl_context=tls.context() if tls else None)
+        self._tls = tls
         self._limit = limit
         self.factory: ConnectionLimit | None = None
 
@@ -118,7 +143,7 @@ class BoundedSite(web.TCPSite):
         await web.BaseSite.start(self)  # registers the site with its runner
         server = self._runner.server
         assert server is not None
-        self.factory = ConnectionLimit(server, self._limit, self._ssl_context)
+        self.factory = ConnectionLimit(server, self._limit, self._tls)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             self.factory, self._host, self._port, backlog=self._backlog, reuse_address=True)
@@ -133,11 +158,12 @@ class BoundedSite(web.TCPSite):
 
 
 async def run_web(app: web.Application, host: str | None, port: int,
-                  ssl_context: ssl.SSLContext | None = None,
+                  tls: TlsProvider | ssl.SSLContext | None = None,
                   max_connections: int = MAX_CONNECTIONS,
                   idle_timeout: float = IDLE_TIMEOUT) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5,
                            keepalive_timeout=idle_timeout)
     await runner.setup()
-    await BoundedSite(runner, host, port, ssl_context, max_connections).start()
+    provider = FixedTls(tls) if isinstance(tls, ssl.SSLContext) else tls
+    await BoundedSite(runner, host, port, provider, max_connections).start()
     return runner

@@ -213,7 +213,7 @@ async def serve(fake_api, start_exporter, tmp_path):
                                        web_config=watcher)
         port = free_port()
         runners.append(await run_web(running.exporter.web_app, "127.0.0.1", port,
-                                     watcher.server_context()))
+                                     watcher if watcher.tls else None))
         await running.wait_ready()
         scheme = "https" if watcher.config.tls else "http"
         return f"{scheme}://127.0.0.1:{port}"
