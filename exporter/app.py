@@ -18,6 +18,7 @@ from exporter.config import ApiTlsConfig, Config, ConfigError, TokenSource
 from exporter.discovery import Discoverer
 from exporter.exposition import ExpositionCache
 from exporter.files import file_version
+from exporter.freshness import Freshness
 from exporter.poller import Poller
 from exporter.server import make_app
 from exporter.sharding import Shard
@@ -115,7 +116,7 @@ class Exporter:
         # a round of polls takes.
         self._session = aiohttp.ClientSession(connector=connector)
         self._poller = Poller(self._client(self._session, config), self.store, self.tokens,
-                              config.poll.concurrency)
+                              config.poll.concurrency, freshness=Freshness())
         self._discoverer = Discoverer(self._poller, self.tokens, self.store)
         self._apply(config, announce=True)
         self._loop_task = asyncio.create_task(self._poller.run(), name="poller")
@@ -174,7 +175,9 @@ class Exporter:
         targets = build_targets(config, self._discovered, self.shard)
         intervals: dict[str, float] = {}
         extra = {api.token: self._discovery_demand(config)}
-        stretches = stretch_intervals(targets, per_minute, per_day, extra)
+        poll = config.poll
+        stretches = stretch_intervals(targets, per_minute, per_day, extra,
+                                      poll.idle_interval if poll.change_driven else None)
         self._set_probe_budgets({token: spare(stretch, per_minute, per_day)
                                  for token, stretch in stretches.items()})
         for token, stretch in stretches.items():
@@ -187,6 +190,10 @@ class Exporter:
                                 "max_requests_per_minute": api.max_requests_per_minute,
                                 "max_requests_per_day": api.max_requests_per_day or "none"}})
         self.store.max_staleness = config.poll.max_staleness
+        idle_factors = {org: stretch.idle_factor for stretch in stretches.values()
+                        for org in stretch.intervals}
+        poller.freshness.configure(poll.change_driven, poll.idle_interval, targets,
+                                   idle_factors)
         poller.set_targets(targets, intervals)
 
     def _set_probe_budgets(self, spares: dict[TokenSource, tuple[float, float | None] | None],

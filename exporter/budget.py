@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from exporter.client import ApiError
 from exporter.config import TokenSource
-from exporter.targets import Target
+from exporter.targets import ORG_WIDE, Target
 
 log = logging.getLogger("unpod_exporter.budget")
 MAX_PAUSE = 3600.0
@@ -55,6 +55,7 @@ class RequestBudget:
         self._pace = 0.0  # minimum spacing while the API says we are close to its limit
         self._pace_until = 0.0
         self._last = float("-inf")
+        self.waiting = [0, 0, 0]  # requests waiting for this budget, by priority (0 first)
 
     def configure(self, per_minute: float, per_day: float | None) -> None:
         old = {w.span: w for w in self._windows}
@@ -102,30 +103,50 @@ class RequestBudget:
 
 @dataclass(frozen=True)
 class Stretch:
-    """The effective interval of every org once a token's demand meets its cap."""
+    """The effective interval of every org once a token's demand meets its cap, and (with
+    change-driven polling) the factor on the idle interval of the spaces it drives."""
 
     factor: float
     demand_per_minute: float
     intervals: dict[str, float]
+    idle_factor: float = 1.0
+
+
+def _cap_per_minute(per_minute: float, per_day: float | None) -> float:
+    caps = [per_minute] if per_minute > 0 else []
+    if per_day:
+        caps.append(per_day / 1440)
+    return min(caps, default=math.inf)
 
 
 def stretch_intervals(targets: Iterable[Target], per_minute: float, per_day: float | None,
                       extra_per_minute: Mapping[TokenSource, float] | None = None,
-                      ) -> dict[TokenSource, Stretch]:
-    """One factor per token source stretches all its intervals so demand fits the cap."""
+                      idle_interval: float | None = None) -> dict[TokenSource, Stretch]:
+    """One factor per token source stretches all its intervals so demand fits the cap.
+
+    With change-driven polling (``idle_interval``), the spaces of an org whose org-wide
+    target is polled cost one request per idle interval (plus those their org's changes
+    call for); the org-wide targets (and spaces without one) come first: they keep their
+    interval whenever the cap allows it, and the spaces' idle interval takes the stretch."""
     by_token: dict[TokenSource, list[Target]] = {}
     for target in targets:
         by_token.setdefault(target.token, []).append(target)
+    cap = _cap_per_minute(per_minute, per_day)
     result: dict[TokenSource, Stretch] = {}
     for token, members in by_token.items():
-        demand = sum(60.0 / t.interval for t in members) + (extra_per_minute or {}).get(token, 0)
-        factor = 1.0
-        if per_minute > 0:
-            factor = max(factor, demand / per_minute)
-        if per_day:
-            factor = max(factor, demand * 1440 / per_day)
+        extra = (extra_per_minute or {}).get(token, 0)
+        driving = {t.org for t in members if t.space == ORG_WIDE} if idle_interval else set()
+        driven = [t for t in members if t.space != ORG_WIDE and t.org in driving]
+        first = [t for t in members if t.space == ORG_WIDE or t.org not in driving]
+        demand_first = sum(60.0 / t.interval for t in first) + extra
+        demand_idle = len(driven) * 60.0 / idle_interval if idle_interval else 0.0
+        factor = max(1.0, demand_first / cap)
+        left = cap - demand_first / factor
+        idle_factor = max(1.0, demand_idle / left) if left > 1e-9 else max(
+            factor, (demand_first + demand_idle) / cap)
         intervals = {t.org: t.interval * factor for t in members}
-        result[token] = Stretch(factor, demand, intervals)
+        result[token] = Stretch(factor, demand_first + demand_idle, intervals,
+                                idle_factor if driven else 1.0)
     return result
 
 

@@ -148,6 +148,10 @@ def _add_exporter(out: _Families, store: SnapshotStore, target_count: int) -> No
         out.add("unpod_api_requests", "counter",
                 "Requests sent to the Unpod API (every attempt, retries included) by outcome.",
                 {"org": org, "outcome": outcome}, count)
+    for org, skipped in sorted(store.polls_skipped.items()):
+        out.add("unpod_exporter_polls_skipped", "counter",
+                "Space polls saved by change-driven polling (the org-wide figures were "
+                "unchanged).", {"org": org}, skipped)
     for kind, success in sorted(store.discovery_success.items()):
         out.add("unpod_exporter_discovery_success", "gauge",
                 "1 if the last discovery of organizations or spaces succeeded.",

@@ -128,6 +128,8 @@ class PollConfig:
     interval: float = 60.0
     concurrency: int = 8
     max_staleness: float = 300.0
+    change_driven: bool = True  # spaces of an unchanged org are confirmed, not polled
+    idle_interval: float = 600.0  # ... until this long after their last poll
 
 
 @dataclass(frozen=True)
@@ -434,9 +436,14 @@ def _api(value: object) -> ApiConfig:
 
 
 def _poll(value: object) -> PollConfig:
-    raw = _mapping(value, "poll", {"interval", "concurrency", "max_staleness"})
+    raw = _mapping(value, "poll", {"interval", "concurrency", "max_staleness", "change_driven",
+                                   "idle_interval"})
     defaults = PollConfig()
-    return PollConfig(
+    poll = PollConfig(
+        change_driven=_optional(raw, "change_driven", "poll", _boolean,
+                                defaults.change_driven),
+        idle_interval=_optional(raw, "idle_interval", "poll", parse_duration,
+                                defaults.idle_interval),
         interval=_optional(raw, "interval", "poll", parse_duration, defaults.interval),
         concurrency=_optional(
             raw, "concurrency", "poll", lambda v, k: _integer(v, k, 1), defaults.concurrency
@@ -445,6 +452,10 @@ def _poll(value: object) -> PollConfig:
             raw, "max_staleness", "poll", parse_duration, defaults.max_staleness
         ),
     )
+    if poll.idle_interval < poll.interval:
+        raise ConfigError(f"poll.idle_interval: {poll.idle_interval:g}s is below poll.interval "
+                          f"({poll.interval:g}s); it must be at least the interval")
+    return poll
 
 
 def _space(value: object, key: str) -> SpaceConfig:
@@ -527,6 +538,11 @@ def _org(value: object, key: str, poll: PollConfig) -> OrgConfig:
         spaces=tuple(spaces),
         discover_spaces=_optional(raw, "discover_spaces", key, _name_filter, None),
     )
+    if org.interval is not None and org.interval > poll.idle_interval:
+        raise ConfigError(
+            f"{key}.interval: {org.interval:g}s exceeds poll.idle_interval "
+            f"({poll.idle_interval:g}s); the idle interval must be at least the interval"
+        )
     if org.interval is not None and org.interval > poll.max_staleness:
         raise ConfigError(
             f"{key}.interval: {org.interval:g}s exceeds poll.max_staleness "

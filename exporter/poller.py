@@ -23,6 +23,7 @@ from exporter.analytics import Analytics, NoData, without
 from exporter.budget import DEFAULT_RATE_LIMIT_PAUSE, AuthBackoff, RequestBudget
 from exporter.client import ApiError, ApiResponse, UnpodClient
 from exporter.config import ConfigError, TokenSource
+from exporter.freshness import FIRST, Freshness
 from exporter.store import SnapshotStore, Transition
 from exporter.targets import Target
 from exporter.tokens import TokenReader
@@ -36,6 +37,7 @@ MAX_ATTEMPTS = 3
 RETRY_BASE = 0.5  # seconds; full jitter over base * 2**attempt
 RETRY_CAP = 10.0
 DISPATCH_GRAIN = 0.025  # seconds
+PRIORITY_GRAIN = 0.05  # how often a request re-checks whether more urgent ones still wait
 
 
 def next_slot(anchor: float, phase: float, interval: float, now: float) -> float:
@@ -47,8 +49,11 @@ def next_slot(anchor: float, phase: float, interval: float, now: float) -> float
 
 class Poller:
     def __init__(self, client: UnpodClient, store: SnapshotStore, tokens: TokenReader,
-                 concurrency: int, per_minute: float = 0, per_day: float | None = None) -> None:
+                 concurrency: int, per_minute: float = 0, per_day: float | None = None,
+                 freshness: Freshness | None = None) -> None:
         self.client = client
+        # which due space needs a request (change-driven polling); off unless given
+        self.freshness = freshness or Freshness(enabled=False)
         self._store = store
         self._tokens = tokens
         self._semaphore = asyncio.Semaphore(concurrency)
@@ -135,8 +140,15 @@ class Poller:
                 target = self._targets.get(key)
                 if target is None or self._due.get(key) != due:
                     continue  # removed, or rescheduled since this entry was pushed
-                if key not in self._inflight:
-                    task = asyncio.create_task(self._poll(target), name=f"poll {target.describe()}")
+                priority = None if key in self._inflight else self.freshness.priority(
+                    target, time.monotonic())
+                if key in self._inflight:
+                    pass
+                elif priority is None:
+                    self._store.confirm(target)  # its org is unchanged: no request
+                else:
+                    task = asyncio.create_task(self._poll(target, priority),
+                                               name=f"poll {target.describe()}")
                     self._inflight[key] = task
                     task.add_done_callback(functools.partial(self._forget, key))
                 self._schedule(key, next_slot(self._anchor, self._phases[key],
@@ -164,8 +176,8 @@ class Poller:
 
     # --- one poll --------------------------------------------------------------------------
 
-    async def poll_once(self, target: Target,
-                        deadline: float | None = None) -> Analytics | NoData | ApiError | None:
+    async def poll_once(self, target: Target, deadline: float | None = None,
+                        priority: int = FIRST) -> Analytics | NoData | ApiError | None:
         """Poll one target now, with retries, within the budget and before ``deadline``
         (default: the end of its slot). None means skipped: nothing sent, nothing counted."""
         blocking = self.auth_backoff.blocked(target.org, target.token)
@@ -182,7 +194,7 @@ class Poller:
         attempt = 0
         auth_retried = False
         while True:
-            response = await self._request(target, budget, deadline)
+            response = await self._request(target, budget, deadline, priority)
             if response is None:
                 break  # no budget before the deadline
             outcome = response.outcome
@@ -209,27 +221,50 @@ class Poller:
         transition = self._store.record(target, outcome, time.monotonic() - started)
         if transition is not None:
             self._log_transition(target, transition)
+            self._poll_now(self.freshness.observe(target, outcome, time.monotonic()))
         return outcome
 
-    async def send(self, budget: RequestBudget, deadline: float,
-                   request: Callable[[], Awaitable[R]]) -> R | None:
-        """Run ``request`` once the budget and a concurrency slot allow; None (nothing sent,
-        nothing spent) if that is not before ``deadline``."""
-        while True:
-            delay = budget.wait()
-            if delay > 0:
-                if time.monotonic() + delay > deadline:
-                    return None
-                await asyncio.sleep(delay)
-                continue
-            async with self._semaphore:
-                if budget.wait() > 0:
-                    continue  # a 429 or the cap arrived while this request queued for a slot
-                budget.spend()
-                return await request()
+    def _poll_now(self, keys: list[Key]) -> None:
+        """Make these targets due now, in this order (their org's figures changed)."""
+        if not keys:
+            return
+        now = time.monotonic()
+        for rank, key in enumerate(keys):
+            if key in self._targets and key not in self._inflight:
+                self._schedule(key, now + rank * 1e-6)
+        self._wake.set()
 
-    async def _request(self, target: Target, budget: RequestBudget,
-                       deadline: float) -> ApiResponse[Analytics | NoData] | None:
+    async def send(self, budget: RequestBudget, deadline: float,
+                   request: Callable[[], Awaitable[R]], priority: int = FIRST) -> R | None:
+        """Run ``request`` once the budget and a concurrency slot allow; None (nothing sent,
+        nothing spent) if that is not before ``deadline``. A request waits while one of a
+        higher priority (a lower number: org-wide first, then spaces whose org changed, then
+        idle refreshes) waits for the same budget or a slot."""
+        waiting = True
+        budget.waiting[priority] += 1
+        try:
+            while True:
+                delay = budget.wait()
+                if any(budget.waiting[:priority]):
+                    delay = max(delay, PRIORITY_GRAIN)
+                if delay > 0:
+                    if time.monotonic() + delay > deadline:
+                        return None
+                    await asyncio.sleep(delay)
+                    continue
+                async with self._semaphore:
+                    if budget.wait() > 0 or any(budget.waiting[:priority]):
+                        continue  # a 429, the cap or a more urgent request came meanwhile
+                    budget.spend()
+                    waiting = False
+                    budget.waiting[priority] -= 1
+                    return await request()
+        finally:
+            if waiting:
+                budget.waiting[priority] -= 1
+
+    async def _request(self, target: Target, budget: RequestBudget, deadline: float,
+                       priority: int) -> ApiResponse[Analytics | NoData] | None:
         async def fetch() -> ApiResponse[Analytics | NoData]:
             try:
                 token = self._tokens.get(target.token)
@@ -237,7 +272,7 @@ class Poller:
                 return ApiResponse(ApiError("unauthorized", f"no usable token: {exc}"))
             return await self.client.fetch_analytics(target.org, token, target.space_token)
 
-        response = await self.send(budget, deadline, fetch)
+        response = await self.send(budget, deadline, fetch, priority)
         if response is not None:
             self._store.count_request(target.org, response.outcome, response.ratelimit_remaining)
         return response
@@ -264,9 +299,9 @@ class Poller:
             "org": target.org, "reason": error.reason, "token": target.token.describe(),
             "retry_in": f"{delay:.0f}s"}})
 
-    async def _poll(self, target: Target) -> None:
+    async def _poll(self, target: Target, priority: int) -> None:
         try:
-            await self.poll_once(target)
+            await self.poll_once(target, priority=priority)
         except Exception:  # a bug must not kill the loop; it shows in the log instead
             log.exception("poll crashed", extra={"fields": {"target": target.describe()}})
 

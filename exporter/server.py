@@ -96,7 +96,7 @@ def _row(state: TargetState, now: float) -> str:
         error = f"{state.last_error.reason}: {state.last_error.message}"
     shape = state.shape if state.last_success is not None else ""
     cells = (state.target.org, state.target.space or "(org-wide)", up, shape,
-             _when(state.last_success, now), error)
+             _when(state.last_success, now), _when(state.last_polled, now), error)
     return "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>"
 
 
@@ -117,7 +117,8 @@ def landing_page(store: SnapshotStore, telemetry_path: str) -> str:
 <p><a href="{path}">Metrics</a></p>
 <h2>Targets</h2>
 <table>
-<tr><th>org</th><th>space</th><th>up</th><th>shape</th><th>last success</th><th>last error</th></tr>
+<tr><th>org</th><th>space</th><th>up</th><th>shape</th><th>last confirmed</th>
+<th>last polled</th><th>last error</th></tr>
 {rows}
 </table>
 {note}

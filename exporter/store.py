@@ -30,6 +30,8 @@ class TargetState:
     errors: tuple[int, ...] = _NO_ERRORS  # per reason, in REASONS order
     last_error: ApiError | None = None
     no_data: bool = False  # the last successful answer was ``data: null``
+    last_polled: float | None = None  # Unix time of the last successful request (last_success
+    # also moves when change-driven polling confirms the target without one)
 
     @property
     def shape(self) -> str:
@@ -62,6 +64,7 @@ class SnapshotStore:
         self.max_staleness = max_staleness
         self._states: dict[tuple[str, str], TargetState] = {}
         self.api_requests: Counter[tuple[str, str]] = Counter()
+        self.polls_skipped: Counter[str] = Counter()  # per org: requests change-driven saved
         self.ratelimit_remaining: dict[str, int] = {}
         self.poll_intervals: dict[str, float] = {}
         self.reload_successful = True
@@ -82,7 +85,7 @@ class SnapshotStore:
         self._states = fresh
         self.generation += 1  # the cached exposition reassembles at once after a reload
         orgs = {key[0] for key in fresh}
-        for table in (self.ratelimit_remaining, self.poll_intervals):
+        for table in (self.ratelimit_remaining, self.poll_intervals, self.polls_skipped):
             for org in set(table) - orgs:
                 del table[org]
         orgs.add("")  # requests that name no org: organization discovery
@@ -123,10 +126,11 @@ class SnapshotStore:
                             errors=tuple(errors), last_error=outcome)
         elif isinstance(outcome, NoData):
             after = replace(before, attempted=True, up=True, poll_duration=duration,
-                            last_success=now, no_data=True)
+                            last_success=now, last_polled=now, no_data=True)
         else:
             after = replace(before, attempted=True, up=True, poll_duration=duration,
-                            analytics=outcome, last_success=now, no_data=False,
+                            analytics=outcome, last_success=now, last_polled=now,
+                            no_data=False,
                             progress_timestamp=_progress(before, outcome, now))
         self._states[target.key] = after
         self._changed(target.key)
@@ -135,6 +139,16 @@ class SnapshotStore:
     def _changed(self, key: tuple[str, str]) -> None:
         for listener in self.listeners:
             listener(key)
+
+    def confirm(self, target: Target) -> None:
+        """Change-driven polling found the target unchanged without a request: it counts as a
+        success now (its series stay, its health too); one request saved."""
+        before = self._states.get(target.key)
+        if before is None or not before.up:
+            return
+        self._states[target.key] = replace(before, last_success=self.clock())
+        self.polls_skipped[target.org] += 1
+        self._changed(target.key)
 
     def mark_skipped(self, target: Target, error: ApiError) -> None:
         """A poll skipped by back-off counts nothing, but a target never tried still gets its

@@ -1,0 +1,222 @@
+"""Benchmark: a simulated day of calling campaigns, plain and change-driven polling side by side.
+
+python bench/etiquette.py [--factor 120] [--orgs 4] [--spaces 25]
+
+A fake Unpod API (in this file, its own process) whose org-wide answer is the sum of its
+spaces. Time is compressed by --factor (120: a day runs in 12 minutes). Every org has one
+calling window of two hours in business hours (09:00-17:00, one org after the other), in
+which 80 % of its spaces make a call every 30 s; so 20 % of all spaces are active during
+business hours, and everything is idle at night. Four exporters poll the same targets at the
+same time: plain and change-driven, each without a budget and under a budget equivalent to
+10,000 requests a simulated day (a minute's cap of 10,000 x real minute / simulated day).
+Printed per exporter: requests per simulated day, and detection latency for active spaces
+(from a call at the fake to its count on /metrics, scraped every 0.1 s), p50 and p95, in
+simulated seconds. Goals (README): change-driven makes at least 5x fewer requests with no
+worse p95 when the budget is not binding, and a p95 at least 3x better under the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PYTHON, ROOT, free_port, stop, wait_http
+
+INTERVAL, IDLE = 60.0, 600.0  # simulated seconds: the exporter's defaults
+CALL_EVERY = 30.0  # simulated seconds between the calls of an active space
+DAY = 86400.0
+MODES = {"plain": False, "change-driven": True}
+
+
+class Campaigns:
+    """Deterministic activity: counts and their change times as functions of simulated time."""
+
+    def __init__(self, orgs: int, spaces: int) -> None:
+        self.orgs, self.spaces = orgs, spaces
+        business = 8 * 3600 / orgs  # each org's window, one after the other from 09:00
+        self.window = {org: (9 * 3600 + org * business, 9 * 3600 + org * business + 2 * 3600)
+                       for org in range(orgs)}
+
+    def active(self, org: int, space: int) -> bool:
+        return space < math.ceil(self.spaces * 0.8)
+
+    def calls(self, org: int, space: int, t: float) -> int:
+        if not self.active(org, space):
+            return 0
+        start, end = self.window[org]
+        return int(max(0.0, min(t, end) - start) // CALL_EVERY)
+
+    def call_time(self, org: int, space: int, k: int) -> float:
+        """When the k-th call of a space happened (simulated seconds)."""
+        return self.window[org][0] + k * CALL_EVERY
+
+
+def body(calls: int) -> dict[str, object]:
+    return {"status_code": 200, "message": "ok", "data": {
+        "total_calls": calls, "completed_calls": calls, "failed_calls": 0,
+        "avg_duration_seconds": 30.0, "total_tasks": calls,
+        "task_status_breakdown": {"completed": calls}}}
+
+
+def serve_fake(port: int, orgs: int, spaces: int, factor: float, start: float) -> None:
+    campaigns = Campaigns(orgs, spaces)
+    requests: dict[str, int] = {}
+
+    def now() -> float:
+        return (time.time() - start) * factor
+
+    async def analytics(request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "")
+        requests[token] = requests.get(token, 0) + 1
+        org = int(request.headers["Org-Handle"].removeprefix("org"))
+        space = request.query.get("space_token")
+        t = now()
+        if space is None:
+            calls = sum(campaigns.calls(org, s, t) for s in range(spaces))
+        else:
+            calls = campaigns.calls(org, int(space.rsplit("_", 1)[1]), t)
+        return web.json_response(body(calls))
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response(requests)
+
+    app = web.Application()
+    app.router.add_get("/organisation/analytics/", analytics)
+    app.router.add_get("/stats", stats)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: None)
+
+
+def exporter_config(path: Path, base: str, token: str, args: argparse.Namespace,
+                    change_driven: bool, budget: int) -> Path:
+    real = args.factor
+    path.write_text(yaml.safe_dump({
+        "api": {"base_url": base, "token": token, "timeout": "5s",
+                "max_requests_per_minute": budget},
+        "poll": {"interval": INTERVAL / real, "idle_interval": IDLE / real,
+                 "max_staleness": max(3 * INTERVAL, 3 * IDLE) / real * 20,
+                 "concurrency": 16, "change_driven": change_driven},
+        "orgs": [{"handle": f"org{o}", "spaces": [
+            {"name": f"s{s}", "space_token": f"sp{o}_{s}"} for s in range(args.spaces)]}
+            for o in range(args.orgs)],
+    }))
+    return path
+
+
+async def watch(session: aiohttp.ClientSession, port: int, campaigns: Campaigns,
+                start: float, factor: float, until: float) -> list[float]:
+    """Detection latencies (simulated seconds) of every call seen on /metrics."""
+    shown: dict[tuple[int, int], int] = {}
+    latencies: list[float] = []
+    while time.time() < until:
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                text = await response.text()
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.1)
+            continue
+        seen_at = (time.time() - start) * factor
+        for line in text.splitlines():
+            if not line.startswith('unpod_calls{org="org') or "space=" not in line:
+                continue
+            labels, value = line.rsplit(" ", 1)
+            org = int(labels.split('org="org')[1].split('"')[0])
+            space = int(labels.split('space="s')[1].split('"')[0])
+            count, before = int(float(value)), shown.get((org, space))
+            if before is not None:
+                latencies.extend(seen_at - campaigns.call_time(org, space, k)
+                                 for k in range(before + 1, count + 1))
+            shown[(org, space)] = count
+        await asyncio.sleep(0.1)
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 \
+        else values[0]
+
+
+async def run(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="unpod-etiquette-"))
+    fake_port = free_port()
+    start = time.time() + 5  # the simulated day starts at 00:00, five seconds from now
+    fake = subprocess.Popen([PYTHON, __file__, "--serve", str(fake_port), "--orgs",
+                             str(args.orgs), "--spaces", str(args.spaces), "--factor",
+                             str(args.factor), "--start", str(start)])
+    base = f"http://127.0.0.1:{fake_port}"
+    budget = round(10000 * 60 * args.factor / DAY)  # 10,000 a simulated day, per real minute
+    runs = []
+    procs = []
+    try:
+        for scenario, cap in (("no budget", 0), ("10,000/day", budget)):
+            for mode, driven in MODES.items():
+                token = f"{mode}-{cap}"
+                config = exporter_config(work / f"{token}.yaml", base, token, args, driven, cap)
+                port = free_port()
+                procs.append(subprocess.Popen(
+                    [PYTHON, "-m", "exporter", "--config.file", str(config),
+                     "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "error"],
+                    cwd=ROOT))
+                runs.append((scenario, mode, token, port))
+        for *_, port in runs:
+            wait_http(f"http://127.0.0.1:{port}/-/healthy", timeout=60)
+        until = start + DAY / args.factor
+        campaigns = Campaigns(args.orgs, args.spaces)
+        print(f"simulated day: {DAY / args.factor / 60:.0f} min real, {args.orgs} orgs x "
+              f"{args.spaces} spaces, interval {INTERVAL:g}s, idle_interval {IDLE:g}s, budget "
+              f"{budget}/real minute = 10,000/simulated day", flush=True)
+        async with aiohttp.ClientSession() as session:
+            results = await asyncio.gather(*(watch(session, port, campaigns, start, args.factor,
+                                                   until) for *_, port in runs))
+            async with session.get(f"{base}/stats") as response:
+                counts = await response.json()
+        print(f"{'scenario':<12} {'mode':<14} {'requests/day':>12} {'p50 s':>8} {'p95 s':>8} "
+              f"{'changes seen':>12}")
+        table = {}
+        for (scenario, mode, token, _), latencies in zip(runs, results, strict=True):
+            sent = counts.get(f"Token {token}", 0)
+            p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+            table[(scenario, mode)] = (sent, p95)
+            print(f"{scenario:<12} {mode:<14} {sent:>12} {p50:>8.0f} {p95:>8.0f} "
+                  f"{len(latencies):>12}", flush=True)
+        plain, driven = table[("no budget", "plain")], table[("no budget", "change-driven")]
+        tight_plain, tight = table[("10,000/day", "plain")], table[("10,000/day", "change-driven")]
+        print(f"no budget: {plain[0] / max(1, driven[0]):.1f}x fewer requests (goal >= 5x), "
+              f"p95 {driven[1]:.0f}s vs {plain[1]:.0f}s (goal: no worse)")
+        print(f"10,000/day: p95 {tight[1]:.0f}s vs {tight_plain[1]:.0f}s: "
+              f"{tight_plain[1] / tight[1]:.1f}x better (goal >= 3x)")
+    finally:
+        for proc in procs:
+            stop(proc)
+        stop(fake)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--factor", type=float, default=120.0)
+    parser.add_argument("--orgs", type=int, default=4)
+    parser.add_argument("--spaces", type=int, default=25)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--start", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve_fake(args.serve, args.orgs, args.spaces, args.factor, args.start)
+    else:
+        asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
