@@ -194,10 +194,10 @@ async def run(args: argparse.Namespace) -> None:
                   f"{len(latencies):>12}", flush=True)
         plain, driven = table[("no budget", "plain")], table[("no budget", "change-driven")]
         tight_plain, tight = table[("10,000/day", "plain")], table[("10,000/day", "change-driven")]
-        print(f"no budget: {plain[0] / max(1, driven[0]):.1f}x fewer requests (goal >= 5x), "
+        print(f"no budget: {plain[0] / max(1, driven[0]):.2f}x fewer requests (goal >= 5x), "
               f"p95 {driven[1]:.0f}s vs {plain[1]:.0f}s (goal: no worse)")
         print(f"10,000/day: p95 {tight[1]:.0f}s vs {tight_plain[1]:.0f}s: "
-              f"{tight_plain[1] / tight[1]:.1f}x better (goal >= 3x)")
+              f"{tight_plain[1] / tight[1]:.2f}x better (goal >= 3x)")
     finally:
         for proc in procs:
             stop(proc)
