@@ -126,10 +126,10 @@ class Freshness:
             self._spaces.pop(key, None)  # failing: polled as before until it answers again
             return
         space = self._spaces.get(key)
-        figures = outcome if isinstance(outcome, Analytics) else (space and space.figures)
         if space is None:
-            self._spaces[key] = _Space(now, -math.inf, figures or None)
-            return
-        if isinstance(outcome, Analytics) and outcome != space.figures:
+            self._spaces[key] = space = _Space(now)
+        elif isinstance(outcome, Analytics) and outcome != space.figures:
             space.changed_at = now
-        space.polled_at, space.figures = now, figures or None
+        space.polled_at = now
+        if isinstance(outcome, Analytics):  # data: null keeps the figures, as the store does
+            space.figures = outcome

@@ -140,17 +140,8 @@ class Poller:
                 target = self._targets.get(key)
                 if target is None or self._due.get(key) != due:
                     continue  # removed, or rescheduled since this entry was pushed
-                priority = None if key in self._inflight else self.freshness.priority(
-                    target, time.monotonic())
-                if key in self._inflight:
-                    pass
-                elif priority is None:
-                    self._store.confirm(target)  # its org is unchanged: no request
-                else:
-                    task = asyncio.create_task(self._poll(target, priority),
-                                               name=f"poll {target.describe()}")
-                    self._inflight[key] = task
-                    task.add_done_callback(functools.partial(self._forget, key))
+                if key not in self._inflight:
+                    self._start(target)
                 self._schedule(key, next_slot(self._anchor, self._phases[key],
                                               self.interval(target), now))
             self._wake.clear()
@@ -158,6 +149,16 @@ class Poller:
             await self._wake.wait()
             if timer is not None:
                 timer.cancel()
+
+    def _start(self, target: Target) -> None:
+        """Poll a due target, or confirm it without a request when its org is unchanged."""
+        priority = self.freshness.priority(target, time.monotonic())
+        if priority is None:
+            self._store.confirm(target)
+            return
+        task = asyncio.create_task(self._poll(target, priority), name=f"poll {target.describe()}")
+        self._inflight[target.key] = task
+        task.add_done_callback(functools.partial(self._forget, target.key))
 
     def _forget(self, key: Key, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(key, None)
