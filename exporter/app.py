@@ -190,6 +190,8 @@ class Exporter:
                                 "max_requests_per_minute": api.max_requests_per_minute,
                                 "max_requests_per_day": api.max_requests_per_day or "none"}})
         self.store.max_staleness = config.poll.max_staleness
+        self.exposition.follow_intervals(min((intervals.get(t.org, t.interval) for t in targets),
+                                             default=config.poll.interval))
         idle_factors = {org: stretch.idle_factor for stretch in stretches.values()
                         for org in stretch.intervals}
         poller.freshness.configure(poll.change_driven, poll.idle_interval, targets,

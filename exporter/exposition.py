@@ -1,5 +1,6 @@
 """The cached exposition: each target's lines are rendered when its snapshot changes, and a
-scrape is served from bytes assembled at most once a second from cached pieces.
+scrape is served from bytes assembled at most once a second (or a sixtieth of the shortest poll
+interval) from cached pieces.
 
 Targets are grouped into segments. A segment keeps, per metric family, its targets' lines
 joined, and the same deflated on their own (ending on a byte boundary with Z_SYNC_FLUSH), so
@@ -31,6 +32,7 @@ from exporter.targets import Target
 Key = tuple[str, str]
 SEGMENT_SIZE = 32
 MAX_LAG = 1.0  # seconds the exposition may lag the snapshots
+LAG_SHARE = 1 / 60  # ... or this share of the shortest poll interval, when that is less
 RENDER_SLICE = 500  # targets rendered between two yields to the event loop
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
 FINAL_BLOCK = b"\x03\x00"  # an empty final fixed-Huffman block
@@ -124,6 +126,7 @@ class ExpositionCache:
         self._store = store
         self._rest = rest
         self._clock = clock
+        self.max_lag = MAX_LAG
         self._lines: dict[Key, dict[str, bytes]] = {}
         self._visible: dict[Key, bool] = {}  # analytics shown when last rendered
         self._dirty: set[Key] = set()
@@ -137,6 +140,12 @@ class ExpositionCache:
         self._header_blocks = {om: {k: deflate_block(v) for k, v in h.items()}
                                for om, h in self._headers.items()}
         store.listeners.append(self.invalidate)
+
+    def follow_intervals(self, shortest: float) -> None:
+        """Bound the lag by the poll intervals too: a second is nothing against a minute's
+        interval, but would hide half of every change of a sub-second one (time-compressed
+        benchmarks, tests)."""
+        self.max_lag = min(MAX_LAG, shortest * LAG_SHARE)
 
     def invalidate(self, key: Key) -> None:
         self._dirty.add(key)
@@ -231,7 +240,7 @@ class ExpositionCache:
     # --- serving ---------------------------------------------------------------------------
 
     async def get(self, openmetrics: bool) -> Exposition:
-        """The current body; reassembled only when the cached one is older than MAX_LAG."""
+        """The current body; reassembled only when the cached one is older than ``max_lag``."""
         if (fresh := self._fresh(openmetrics)) is not None:
             return fresh
         async with self._lock:  # a burst of scrapes waits for one assembly
@@ -250,7 +259,7 @@ class ExpositionCache:
         built = self._built.get(openmetrics)
         if built is None or built[1] != self._store.generation:
             return None  # never built, or targets were added or removed since
-        return built[2] if self._clock() - built[0] < MAX_LAG else None
+        return built[2] if self._clock() - built[0] < self.max_lag else None
 
     def _build(self, work: list[tuple[_Segment, list[dict[str, bytes]]]], openmetrics: bool,
                rest: bytes) -> Exposition:

@@ -101,3 +101,21 @@ async def test_lag_is_bounded_and_a_burst_costs_one_assembly():
     assert b'unpod_calls{org="org0"} 2.0' in burst[0].text
     store.set_targets([])  # a reload that removes the target shows at once
     assert b"unpod_calls{" not in (await cache.get(openmetrics=True)).text
+
+
+async def test_lag_follows_short_poll_intervals():
+    clock = Clock()
+    store = SnapshotStore(max_staleness=300, clock=clock)
+    cache = ExpositionCache(store, make_registry(store, targets=False), clock=clock)
+    cache.follow_intervals(600)
+    assert cache.max_lag == MAX_LAG  # a second against minutes: the lag stays a second
+    cache.follow_intervals(3)  # a 3 s interval: a change shows within 50 ms
+    [target] = targets(1)
+    store.set_targets([target])
+    store.record(target, parse_analytics(analytics(calls=1)), 0.1)
+    first = await cache.get(openmetrics=False)
+    store.record(target, parse_analytics(analytics(calls=2)), 0.1)
+    clock.now += 0.04
+    assert await cache.get(openmetrics=False) is first
+    clock.now += 0.02
+    assert b'unpod_calls{org="org0"} 2.0' in (await cache.get(openmetrics=False)).text
