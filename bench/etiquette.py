@@ -52,15 +52,21 @@ class Campaigns:
     def active(self, org: int, space: int) -> bool:
         return space < math.ceil(self.spaces * 0.8)
 
+    def offset(self, space: int) -> float:
+        """Each space calls on its own phase: calls of different campaigns do not line up
+        (with one phase for all, the latency measured depended on where the org-wide polls
+        happened to fall against it, more than on the polling)."""
+        return CALL_EVERY * space / self.spaces
+
     def calls(self, org: int, space: int, t: float) -> int:
         if not self.active(org, space):
             return 0
         start, end = self.window[org]
-        return int(max(0.0, min(t, end) - start) // CALL_EVERY)
+        return int(max(0.0, min(t, end) - start - self.offset(space)) // CALL_EVERY)
 
     def call_time(self, org: int, space: int, k: int) -> float:
         """When the k-th call of a space happened (simulated seconds)."""
-        return self.window[org][0] + k * CALL_EVERY
+        return self.window[org][0] + self.offset(space) + k * CALL_EVERY
 
 
 def body(calls: int) -> dict[str, object]:
@@ -72,21 +78,25 @@ def body(calls: int) -> dict[str, object]:
 
 def serve_fake(port: int, orgs: int, spaces: int, factor: float, start: float) -> None:
     campaigns = Campaigns(orgs, spaces)
-    requests: dict[str, int] = {}
+    requests: dict[str, dict[str, int]] = {}  # per token: per kind of target
 
     def now() -> float:
         return (time.time() - start) * factor
 
     async def analytics(request: web.Request) -> web.Response:
         token = request.headers.get("Authorization", "")
-        requests[token] = requests.get(token, 0) + 1
         org = int(request.headers["Org-Handle"].removeprefix("org"))
         space = request.query.get("space_token")
         t = now()
         if space is None:
+            kind = "org-wide"
             calls = sum(campaigns.calls(org, s, t) for s in range(spaces))
         else:
-            calls = campaigns.calls(org, int(space.rsplit("_", 1)[1]), t)
+            number = int(space.rsplit("_", 1)[1])
+            kind = "active" if campaigns.active(org, number) else "quiet"
+            calls = campaigns.calls(org, number, t)
+        counts = requests.setdefault(token, {})
+        counts[kind] = counts.get(kind, 0) + 1
         return web.json_response(body(calls))
 
     async def stats(_: web.Request) -> web.Response:
@@ -183,15 +193,17 @@ async def run(args: argparse.Namespace) -> None:
                                                    until) for *_, port in runs))
             async with session.get(f"{base}/stats") as response:
                 counts = await response.json()
-        print(f"{'scenario':<12} {'mode':<14} {'requests/day':>12} {'p50 s':>8} {'p95 s':>8} "
-              f"{'changes seen':>12}")
+        print(f"{'scenario':<12} {'mode':<14} {'requests/day':>12} {'org-wide':>9} "
+              f"{'active':>7} {'quiet':>7} {'p50 s':>7} {'p95 s':>7} {'changes seen':>12}")
         table = {}
         for (scenario, mode, token, _), latencies in zip(runs, results, strict=True):
-            sent = counts.get(f"Token {token}", 0)
+            kinds = counts.get(f"Token {token}", {})
+            sent = sum(kinds.values())
             p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
             table[(scenario, mode)] = (sent, p95)
-            print(f"{scenario:<12} {mode:<14} {sent:>12} {p50:>8.0f} {p95:>8.0f} "
-                  f"{len(latencies):>12}", flush=True)
+            print(f"{scenario:<12} {mode:<14} {sent:>12} {kinds.get('org-wide', 0):>9} "
+                  f"{kinds.get('active', 0):>7} {kinds.get('quiet', 0):>7} {p50:>7.0f} "
+                  f"{p95:>7.0f} {len(latencies):>12}", flush=True)
         plain, driven = table[("no budget", "plain")], table[("no budget", "change-driven")]
         tight_plain, tight = table[("10,000/day", "plain")], table[("10,000/day", "change-driven")]
         print(f"no budget: {plain[0] / max(1, driven[0]):.2f}x fewer requests (goal >= 5x), "

@@ -23,7 +23,7 @@ from exporter.poller import Poller
 from exporter.server import make_app
 from exporter.sharding import Shard
 from exporter.store import SnapshotStore
-from exporter.targets import Discovered, build_targets
+from exporter.targets import Discovered, Target, build_targets
 from exporter.tokens import TokenReader
 from exporter.webconfig import WebConfigWatcher
 
@@ -54,6 +54,10 @@ class Exporter:
         self.config = config
         self.shard = shard or Shard()
         self._discovered = Discovered()
+        self._targets: tuple[Target, ...] = ()
+        self._demand_version = 0  # of the follow-up demand the current stretch pays for
+        self._tick = 1.0  # seconds between two looks at staleness and demand
+        self._capped = False
         self._discoverer: Discoverer | None = None
         self._discovery_task: asyncio.Task[None] | None = None
         self._discovery_pending = config.discovery is not None
@@ -127,10 +131,14 @@ class Exporter:
             "base_url": config.api.base_url, "shard": f"{self.shard.index}/{self.shard.count}"}})
 
     async def _watch_staleness(self) -> None:
-        """Withdraw stale analytics on a timer, not only when a poll ends."""
+        """Withdraw stale analytics on a timer, not only when a poll ends; stretch intervals
+        again when the follow-up demand moved (within an interval, so that a calling window
+        that opens is paid for at once)."""
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self._tick)
             self.exposition.check_staleness()
+            if self._capped and self.poller.freshness.demand_version != self._demand_version:
+                self._restretch()
 
     def _start_discovery(self) -> None:
         if self._discovery_task is not None:
@@ -166,22 +174,42 @@ class Exporter:
     def _apply(self, config: Config, announce: bool) -> None:
         """Point the poller at a config and the discovered targets: this shard's share of the
         budget, intervals stretched to fit it, targets."""
-        poller = self.poller
         api = config.api
         shards = self.shard.count
         per_minute = api.max_requests_per_minute / shards
         per_day = api.max_requests_per_day / shards if api.max_requests_per_day else None
-        poller.set_budget(per_minute, per_day)
-        targets = build_targets(config, self._discovered, self.shard)
-        intervals: dict[str, float] = {}
+        self.poller.set_budget(per_minute, per_day)
+        self._targets = build_targets(config, self._discovered, self.shard)
+        self.store.max_staleness = config.poll.max_staleness
+        self.poller.set_targets(self._targets, self._stretch(config, announce))
+
+    def _restretch(self) -> None:
+        """Stretch intervals again for the follow-up demand measured since the last time."""
+        self._demand_version = self.poller.freshness.demand_version
+        self.poller.set_intervals(self._stretch(self.config, announce=False))
+
+    def _stretch(self, config: Config, announce: bool) -> dict[str, float]:
+        """The effective per-org intervals under the budget; tells change-driven polling
+        its idle stretch and where the budget does not permit polling every space."""
+        api, poll, targets = config.api, config.poll, self._targets
+        per_minute = api.max_requests_per_minute / self.shard.count
+        per_day = api.max_requests_per_day / self.shard.count if api.max_requests_per_day \
+            else None
         extra = {api.token: self._discovery_demand(config)}
-        poll = config.poll
+        freshness = self.poller.freshness
+        self._demand_version = freshness.demand_version
         stretches = stretch_intervals(targets, per_minute, per_day, extra,
-                                      poll.idle_interval if poll.change_driven else None)
+                                      poll.idle_interval if poll.change_driven else None,
+                                      freshness.demand())
         self._set_probe_budgets({token: spare(stretch, per_minute, per_day)
                                  for token, stretch in stretches.items()})
+        intervals: dict[str, float] = {}
         for token, stretch in stretches.items():
             intervals.update(stretch.intervals)
+            log.debug("stretch", extra={"fields": {
+                "token": token.describe(), "factor": f"{stretch.factor:.2f}",
+                "idle_factor": f"{stretch.idle_factor:.2f}",
+                "demand_per_minute": f"{stretch.demand_per_minute:.1f}"}})
             if stretch.factor > 1 and announce:
                 log.warning("targets need more requests than the budget allows; stretching "
                             "their intervals", extra={"fields": {
@@ -189,14 +217,18 @@ class Exporter:
                                 "demand_per_minute": f"{stretch.demand_per_minute:.1f}",
                                 "max_requests_per_minute": api.max_requests_per_minute,
                                 "max_requests_per_day": api.max_requests_per_day or "none"}})
-        self.store.max_staleness = config.poll.max_staleness
-        self.exposition.follow_intervals(min((intervals.get(t.org, t.interval) for t in targets),
-                                             default=config.poll.interval))
         idle_factors = {org: stretch.idle_factor for stretch in stretches.values()
                         for org in stretch.intervals}
-        poller.freshness.configure(poll.change_driven, poll.idle_interval, targets,
-                                   idle_factors)
-        poller.set_targets(targets, intervals)
+        accounting = {org for stretch in stretches.values() if stretch.accounting
+                      for org in stretch.intervals}
+        freshness.configure(poll.change_driven, poll.idle_interval, targets, idle_factors,
+                            accounting, intervals)
+        shortest = min((intervals.get(t.org, t.interval) for t in targets),
+                       default=poll.interval)
+        self.exposition.follow_intervals(shortest)
+        self._tick = min(1.0, shortest)
+        self._capped = per_minute > 0 or per_day is not None  # demand only matters then
+        return intervals
 
     def _set_probe_budgets(self, spares: dict[TokenSource, tuple[float, float | None] | None],
                            ) -> None:

@@ -104,12 +104,21 @@ class RequestBudget:
 @dataclass(frozen=True)
 class Stretch:
     """The effective interval of every org once a token's demand meets its cap, and (with
-    change-driven polling) the factor on the idle interval of the spaces it drives."""
+    change-driven polling) the factor on the idle interval of the spaces it drives, and
+    whether the cap is below what plain polling would ask (``accounting``: the budget does
+    not permit polling every space at every change)."""
 
     factor: float
     demand_per_minute: float
     intervals: dict[str, float]
     idle_factor: float = 1.0
+    accounting: bool = False
+
+
+IDLE_SHARE = 0.1  # of a cap kept for the idle refreshes when org-wide polls want it all
+# of a cap left unplanned under change-driven polling: a change calls for its spaces all at
+# once, and a window planned full would make every such burst wait for expiring requests
+HEADROOM = 0.1
 
 
 def _cap_per_minute(per_minute: float, per_day: float | None) -> float:
@@ -121,13 +130,20 @@ def _cap_per_minute(per_minute: float, per_day: float | None) -> float:
 
 def stretch_intervals(targets: Iterable[Target], per_minute: float, per_day: float | None,
                       extra_per_minute: Mapping[TokenSource, float] | None = None,
-                      idle_interval: float | None = None) -> dict[TokenSource, Stretch]:
+                      idle_interval: float | None = None,
+                      followups: Mapping[str, float] | None = None,
+                      ) -> dict[TokenSource, Stretch]:
     """One factor per token source stretches all its intervals so demand fits the cap.
 
     With change-driven polling (``idle_interval``), the spaces of an org whose org-wide
-    target is polled cost one request per idle interval (plus those their org's changes
-    call for); the org-wide targets (and spaces without one) come first: they keep their
-    interval whenever the cap allows it, and the spaces' idle interval takes the stretch."""
+    target is polled cost one request per idle interval, plus the follow-ups its changes
+    call for (``followups``: per org, polls per org-wide poll, as measured). The org-wide
+    targets and their follow-ups (and spaces without an org-wide target) come first: they
+    keep their interval whenever the cap allows it, less a tenth kept for the idle
+    refreshes, and the spaces' idle interval takes the rest of the stretch. Detecting a
+    change is worth little if the budget cannot then fetch what changed: that is why the
+    follow-ups are paid for before org-wide polls are made more often. A tenth of the cap
+    is left unplanned for the bursts the follow-ups make."""
     by_token: dict[TokenSource, list[Target]] = {}
     for target in targets:
         by_token.setdefault(target.token, []).append(target)
@@ -138,15 +154,21 @@ def stretch_intervals(targets: Iterable[Target], per_minute: float, per_day: flo
         driving = {t.org for t in members if t.space == ORG_WIDE} if idle_interval else set()
         driven = [t for t in members if t.space != ORG_WIDE and t.org in driving]
         first = [t for t in members if t.space == ORG_WIDE or t.org not in driving]
-        demand_first = sum(60.0 / t.interval for t in first) + extra
+        plain = sum(60.0 / t.interval for t in members) + extra
+        demand_first = sum(60.0 / t.interval * (1 + (followups or {}).get(t.org, 0.0)
+                                                if t.space == ORG_WIDE else 1)
+                           for t in first) + extra
         demand_idle = len(driven) * 60.0 / idle_interval if idle_interval else 0.0
-        factor = max(1.0, demand_first / cap)
-        left = cap - demand_first / factor
+        usable = cap * (1 - HEADROOM) if driven else cap
+        reserve = min(demand_idle, IDLE_SHARE * cap)
+        factor = max(1.0, demand_first / (usable - reserve))
+        left = usable - demand_first / factor
         idle_factor = max(1.0, demand_idle / left) if left > 1e-9 else max(
             factor, (demand_first + demand_idle) / cap)
         intervals = {t.org: t.interval * factor for t in members}
         result[token] = Stretch(factor, demand_first + demand_idle, intervals,
-                                idle_factor if driven else 1.0)
+                                idle_factor if driven else 1.0,
+                                accounting=bool(driven) and plain > cap)
     return result
 
 

@@ -6,15 +6,22 @@ a space's last successful poll, neither has the space: it is confirmed without a
 of the org not polled since is due at once, the active ones first (those whose last poll
 showed a change), the longest unpolled of them first. The poller asks; this module decides.
 
+When the budget cannot pay for polling every space at every change (``accounting``), the
+quiet spaces wait for the active ones' answers: if the active spaces' count changes add up to
+exactly the org-wide change, the quiet ones are confirmed instead of polled. The follow-up
+requests each org-wide poll calls for are measured (``demand``), so that the budget's stretch
+can pay for them too.
+
 Trade-off (README): a change that leaves the org-wide figures exactly equal (one space up, one
 down by the same amount) is seen within ``idle_interval``; so is a change in a space the
-org-wide figures do not cover.
+org-wide figures do not cover, and, under accounting, a quiet space's change masked by an
+active space's change of exactly the same size made while it was being polled.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from exporter.analytics import Analytics, NoData
@@ -22,9 +29,13 @@ from exporter.client import ApiError
 from exporter.targets import ORG_WIDE, Target
 
 Key = tuple[str, str]
+Counts = dict[str, int]
 # Who goes first for the request budget: org-wide figures (and every target polled as before),
 # then spaces whose org changed, then spaces refreshed because idle_interval passed.
 FIRST, CHANGED, IDLE = 0, 1, 2
+DEMAND_WEIGHT = 0.5  # smoothing of the follow-ups per org-wide poll
+DEMAND_SHIFT = 0.1  # a relative change of demand that is worth stretching intervals again
+REFRESH_MARGIN = 0.05  # of an interval: the idle refresh is sent this much before it is late
 
 
 @dataclass
@@ -33,6 +44,12 @@ class _Org:
     healthy: bool = False  # the last org-wide poll succeeded: its figures can be trusted
     changed_at: float = -math.inf  # monotonic time the figures last changed
     spaces: set[Key] = field(default_factory=set)
+    unexplained: Counts | None = None  # the part of the last change no answer explained yet
+    held: list[Key] = field(default_factory=list)  # quiet spaces waiting for the accounting
+    released: int = 0  # follow-up polls called for since the last org-wide poll
+    demand: float = 0.0  # follow-up polls per org-wide poll, smoothed
+    applied: float = 0.0  # the demand the current stretch was computed with
+    measured_at: float = -math.inf  # the last org-wide answer folded into the demand
 
 
 @dataclass
@@ -40,22 +57,46 @@ class _Space:
     polled_at: float  # monotonic time of the last successful request
     changed_at: float = -math.inf  # when its own figures last changed (activity order)
     figures: Analytics | None = None
+    explained_at: float = -math.inf  # when the accounting last confirmed it without a request
+
+
+def counts(analytics: Analytics) -> Counts:
+    """The figures that add up from spaces to their org (averages and ratios do not)."""
+    result: Counts = {}
+    for name in ("total_calls", "completed_calls", "failed_calls", "total_tasks"):
+        if (value := getattr(analytics, name)) is not None:
+            result[name] = value
+    result.update((f"status:{name}", value) for name, value in analytics.task_status)
+    result.update((f"outcome:{name}", value) for name, value in analytics.call_outcomes)
+    return result
+
+
+def _minus(after: Counts, before: Counts) -> Counts:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in after.keys() | before.keys()
+            if after.get(k, 0) != before.get(k, 0)}
 
 
 class Freshness:
     def __init__(self, enabled: bool = True, idle_interval: float = 600.0) -> None:
         self.enabled = enabled
         self.idle_interval = idle_interval
+        self.demand_version = 0  # bumped when some org's follow-up demand shifted
         self._idle_factor: dict[str, float] = {}  # per org: the budget's stretch of idle
+        self._intervals: dict[str, float] = {}  # per org: effective interval (stretched)
+        self._accounting: frozenset[str] = frozenset()  # orgs whose budget cannot poll all
         self._orgs: dict[str, _Org] = {}
         self._spaces: dict[Key, _Space] = {}
 
     def configure(self, enabled: bool, idle_interval: float, targets: Iterable[Target],
-                  idle_factors: dict[str, float] | None = None) -> None:
-        """Adopt a target list: orgs whose org-wide target this exporter polls drive their
-        spaces; state of surviving targets is kept."""
+                  idle_factors: dict[str, float] | None = None,
+                  accounting: Iterable[str] = (),
+                  intervals: Mapping[str, float] | None = None) -> None:
+        """Adopt a target list and the effective per-org intervals: orgs whose org-wide
+        target this exporter polls drive their spaces; state of surviving targets is kept."""
         self.enabled, self.idle_interval = enabled, idle_interval
         self._idle_factor = dict(idle_factors or {})
+        self._intervals = dict(intervals or {})
+        self._accounting = frozenset(accounting)
         ordered = list(targets)
         driving = {t.org for t in ordered if t.space == ORG_WIDE}
         orgs = {org: self._orgs.get(org) or _Org() for org in driving}
@@ -71,6 +112,24 @@ class Freshness:
     def idle(self, org: str) -> float:
         return self.idle_interval * self._idle_factor.get(org, 1.0)
 
+    def refresh_at(self, target: Target) -> float | None:
+        """When a space confirmed by its org gets its idle refresh: as late as the promise
+        that its figures are never older than idle_interval plus one interval allows (less
+        a margin for the request itself), not at the first slot after idle_interval, which
+        would spend on average half an interval's worth of requests more."""
+        space = self._spaces.get(target.key)
+        if not self.enabled or target.space == ORG_WIDE or space is None:
+            return None
+        interval = self._intervals.get(target.org, target.interval)
+        return space.polled_at + self.idle(target.org) + interval * (1 - REFRESH_MARGIN)
+
+    def demand(self) -> dict[str, float]:
+        """Per org: the follow-up polls each org-wide poll calls for, as last measured; taken
+        as the figures the current stretch is computed with."""
+        for org in self._orgs.values():
+            org.applied = org.demand
+        return {handle: org.demand for handle, org in self._orgs.items() if self.enabled}
+
     def priority(self, target: Target, now: float) -> int | None:
         """The budget priority of a due target's request, or None when the space is confirmed
         by its unchanged org-wide figures (no request)."""
@@ -80,9 +139,10 @@ class Freshness:
         space = self._spaces.get(target.key)
         if org is None or not org.healthy or org.figures is None or space is None:
             return FIRST  # nothing to compare with: poll as before
-        if org.changed_at > space.polled_at:
+        if org.changed_at > max(space.polled_at, space.explained_at):
             return CHANGED
-        return IDLE if now - space.polled_at >= self.idle(target.org) else None
+        refresh = self.refresh_at(target)
+        return IDLE if refresh is not None and now >= refresh else None
 
     def needs_request(self, target: Target, now: float) -> bool:
         return self.priority(target, now) is not None
@@ -90,27 +150,55 @@ class Freshness:
     def observe(self, target: Target, outcome: Analytics | NoData | ApiError,
                 now: float) -> list[Key]:
         """Take a poll's outcome; returns the spaces to poll now (the org-wide figures
-        changed), the active ones first."""
-        if target.space != ORG_WIDE:
-            self._observe_space(target.key, outcome, now)
-            return []
+        changed, or the accounting could not explain the change), the active ones first."""
         org = self._orgs.get(target.org)
+        if target.space != ORG_WIDE:
+            return self._observe_space(org, target.key, outcome, now)
         if org is None:
             return []
         org.healthy = not isinstance(outcome, ApiError)
         if not isinstance(outcome, Analytics):
             return []  # an error, or data: null: nothing to compare
-        first = org.figures is None
-        changed = not first and outcome != org.figures
-        org.figures = outcome
-        if not changed:
+        self._measure(org, now, self._intervals.get(target.org, target.interval))
+        before, org.figures = org.figures, outcome
+        if before is None or outcome == before:
             return []
         org.changed_at = now
         if not self.enabled:
             return []
-        due = [k for k in org.spaces if k not in self._spaces
-               or self._spaces[k].polled_at < now]
-        return sorted(due, key=self._urgency)
+        due = sorted((k for k in org.spaces if k not in self._spaces
+                      or self._spaces[k].polled_at < now), key=self._urgency)
+        delta = _minus(counts(outcome), counts(before))
+        active = [k for k in due if self._active(k)]
+        org.unexplained, org.held = None, []
+        if target.org in self._accounting and delta and active and len(active) < len(due):
+            org.unexplained, org.held = delta, [k for k in due if not self._active(k)]
+            due = active
+        return self._release(org, due)
+
+    def _measure(self, org: _Org, now: float, interval: float) -> None:
+        """Fold the follow-ups called for since the previous org-wide answer into the demand,
+        per interval (an org-wide poll the budget skipped must not double it), smoothed over
+        a couple of polls; a rise to more than twice the demand is taken at once (a calling
+        window opens: the budget must pay for it now, or it is overdrawn for a minute)."""
+        elapsed = now - org.measured_at
+        polls = max(1, round(elapsed / interval)) if org.released and math.isfinite(elapsed) \
+            else 1
+        sample = org.released / polls
+        org.demand = sample if sample > 2 * org.demand else \
+            org.demand + DEMAND_WEIGHT * (sample - org.demand)
+        org.released, org.measured_at = 0, now
+        if abs(org.demand - org.applied) > max(0.5, DEMAND_SHIFT * org.applied):
+            self.demand_version += 1
+
+    def _release(self, org: _Org, keys: list[Key]) -> list[Key]:
+        org.released += len(keys)
+        return keys
+
+    def _active(self, key: Key) -> bool:
+        """Whether a space's last poll showed a change (or it has no figures to compare)."""
+        space = self._spaces.get(key)
+        return space is None or space.figures is None or space.changed_at == space.polled_at
 
     def _urgency(self, key: Key) -> tuple[bool, float]:
         """Spaces whose last poll showed a change (the active ones) first, the longest
@@ -118,18 +206,38 @@ class Freshness:
         space = self._spaces.get(key)
         if space is None:
             return (False, -math.inf)
-        return (space.changed_at != space.polled_at, space.polled_at)
+        return (not self._active(key), space.polled_at)
 
-    def _observe_space(self, key: Key, outcome: Analytics | NoData | ApiError,
-                       now: float) -> None:
+    def _observe_space(self, org: _Org | None, key: Key, outcome: Analytics | NoData | ApiError,
+                       now: float) -> list[Key]:
+        space = self._spaces.get(key)
+        before = space.figures if space is not None else None
         if isinstance(outcome, ApiError):
             self._spaces.pop(key, None)  # failing: polled as before until it answers again
-            return
-        space = self._spaces.get(key)
-        if space is None:
+        elif space is None:
             self._spaces[key] = space = _Space(now)
-        elif isinstance(outcome, Analytics) and outcome != space.figures:
-            space.changed_at = now
-        space.polled_at = now
-        if isinstance(outcome, Analytics):  # data: null keeps the figures, as the store does
-            space.figures = outcome
+        else:
+            if isinstance(outcome, Analytics) and outcome != space.figures:
+                space.changed_at = now
+            space.polled_at = now
+        if space is not None and isinstance(outcome, Analytics):
+            space.figures = outcome  # data: null keeps the figures, as the store does
+        if org is None or org.unexplained is None or key in org.held:
+            return []
+        if isinstance(outcome, Analytics) and before is not None:
+            org.unexplained = _minus(org.unexplained, _minus(counts(outcome), counts(before)))
+            if not org.unexplained:  # the active spaces explain the whole change
+                for quiet_key in org.held:
+                    if (quiet := self._spaces.get(quiet_key)) is not None:
+                        quiet.explained_at = now
+                org.unexplained, org.held = None, []
+                return []
+            if all(value > 0 for value in org.unexplained.values()) and any(
+                    self._pending(org, k) for k in org.spaces if k not in org.held):
+                return []  # more of the change may be in active spaces still to answer
+        held, org.unexplained, org.held = org.held, None, []
+        return self._release(org, held)  # cannot be explained: poll the quiet ones too
+
+    def _pending(self, org: _Org, key: Key) -> bool:
+        space = self._spaces.get(key)
+        return space is None or org.changed_at > max(space.polled_at, space.explained_at)

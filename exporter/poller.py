@@ -79,27 +79,39 @@ class Poller:
         surviving ones keep their slot."""
         ordered = list(targets)
         self._store.set_targets(ordered)
-        count = max(1, len(ordered))
-        now = time.monotonic()
         old_intervals = {key: self.interval(t) for key, t in self._targets.items()}
-        self._store.poll_intervals.clear()
-        self._store.poll_intervals.update({t.org: intervals.get(t.org, t.interval)
-                                           for t in ordered})
         self._targets = {t.key: t for t in ordered}
         self._space_tokens = frozenset(t.space_token.casefold() for t in ordered
                                        if t.space_token)
-        self._phases = {t.key: self.interval(t) * i / count for i, t in enumerate(ordered)}
         self._warned_statuses &= set(self._targets)
         for key in set(self._due) - set(self._targets):
             del self._due[key]
+        for source in {t.token for t in ordered}:
+            self.budget(source)
+        self.set_intervals(intervals, old_intervals)
+
+    def set_intervals(self, intervals: Mapping[str, float],
+                      old: Mapping[Key, float] | None = None) -> None:
+        """Adopt effective per-org intervals (a budget's new stretch): a target whose interval
+        changed is next due one new interval after its last slot (not half an interval
+        after now, which would delay every poll of a stretch that follows demand closely);
+        new targets are due now."""
+        now = time.monotonic()
+        if old is None:
+            old = {key: self.interval(t) for key, t in self._targets.items()}
+        self._store.poll_intervals.clear()
+        self._store.poll_intervals.update({t.org: intervals.get(t.org, t.interval)
+                                           for t in self._targets.values()})
+        count = max(1, len(self._targets))
+        self._phases = {key: self.interval(t) * i / count
+                        for i, (key, t) in enumerate(self._targets.items())}
         for key, target in self._targets.items():
             interval = self.interval(target)
             if key not in self._due:
                 self._schedule(key, now)
-            elif old_intervals.get(key) != interval:
-                self._schedule(key, next_slot(self._anchor, self._phases[key], interval, now))
-        for source in {t.token for t in ordered}:
-            self.budget(source)
+            elif (before := old.get(key)) != interval:
+                last = self._due[key] - before if before is not None else now
+                self._schedule(key, max(now, last + interval))
         self._wake.set()
 
     def target(self, key: Key) -> Target | None:
@@ -141,18 +153,21 @@ class Poller:
                 if target is None or self._due.get(key) != due:
                     continue  # removed, or rescheduled since this entry was pushed
                 if key not in self._inflight:
-                    self._start(target)
-                self._schedule(key, next_slot(self._anchor, self._phases[key],
-                                              self.interval(target), now))
+                    self._start(target, now)
+                due = next_slot(self._anchor, self._phases[key], self.interval(target), now)
+                refresh = self.freshness.refresh_at(target)  # an idle refresh between slots
+                self._schedule(key, refresh if refresh is not None and now < refresh < due
+                               else due)
             self._wake.clear()
             timer = loop.call_at(self._heap[0][0], self._wake.set) if self._heap else None
             await self._wake.wait()
             if timer is not None:
                 timer.cancel()
 
-    def _start(self, target: Target) -> None:
-        """Poll a due target, or confirm it without a request when its org is unchanged."""
-        priority = self.freshness.priority(target, time.monotonic())
+    def _start(self, target: Target, now: float) -> None:
+        """Poll a due target, or confirm it without a request when its org is unchanged
+        (``now``: the time up to which due polls start together)."""
+        priority = self.freshness.priority(target, now)
         if priority is None:
             self._store.confirm(target)
             return

@@ -40,8 +40,10 @@ def test_unchanged_org_confirms_its_spaces_until_the_idle_interval():
     fresh.observe(ORG, snapshot(10), 0)
     fresh.observe(SALES, snapshot(5), 1)
     assert not fresh.needs_request(SALES, 2)  # org unchanged since its poll
-    assert not fresh.needs_request(SALES, 600.9)
-    assert fresh.needs_request(SALES, 601)  # idle_interval since its last poll
+    assert not fresh.needs_request(SALES, 601)  # idle_interval passed: not yet ...
+    assert fresh.refresh_at(SALES) == pytest.approx(1 + 600 + 0.95 * 60)
+    assert not fresh.needs_request(SALES, 657.9)
+    assert fresh.needs_request(SALES, 658)  # ... but before it is idle_interval + interval old
     assert fresh.needs_request(LONE, 2)  # no org-wide target: as before
     assert fresh.needs_request(ORG, 2)  # org-wide targets always
 
@@ -58,6 +60,65 @@ def test_an_org_change_calls_its_spaces_active_ones_first():
     assert fresh.observe(ORG, snapshot(10), 4) == []  # the same figures: nothing to do
     assert fresh.observe(ORG, snapshot(11), 5) == [SURVEY.key, SALES.key, quiet.key]
     assert fresh.needs_request(quiet, 6)  # polled before the change
+
+
+def test_under_a_tight_budget_active_spaces_that_explain_the_change_confirm_the_rest():
+    fresh = Freshness(True, idle_interval=600)
+    quiet = Target("acme", "quiet", "sp_quiet", TOKEN, 60)
+    fresh.configure(True, 600, [ORG, SALES, SURVEY, quiet], accounting=["acme"])
+    fresh.observe(ORG, snapshot(10), 0)
+    for target in (SALES, SURVEY, quiet):
+        fresh.observe(target, snapshot(5), 1)
+    fresh.observe(SALES, snapshot(6), 3)  # sales is the active one
+    # org-wide +1 call: sales is polled first, the quiet spaces wait for its answer
+    assert fresh.observe(ORG, snapshot(11), 5) == [SALES.key]
+    assert fresh.priority(SURVEY, 5.5) == CHANGED  # still due if its own slot comes first
+    assert fresh.observe(SALES, snapshot(7), 6) == []  # +1 call: the whole change
+    assert fresh.priority(SURVEY, 7) is None and fresh.priority(quiet, 7) is None
+    # +2 calls, sales +1: the other call is elsewhere, so the quiet spaces are polled
+    assert fresh.observe(ORG, snapshot(13), 10) == [SALES.key]
+    assert sorted(fresh.observe(SALES, snapshot(8), 11)) == [quiet.key, SURVEY.key]
+    assert fresh.priority(quiet, 12) == CHANGED
+    for target in (SURVEY, quiet):
+        fresh.observe(target, snapshot(5), 12)
+    # +1, but sales made two calls meanwhile (one after the org-wide answer): cannot tell
+    assert fresh.observe(ORG, snapshot(14), 20) == [SALES.key]
+    assert sorted(fresh.observe(SALES, snapshot(10), 21)) == [quiet.key, SURVEY.key]
+    # a failing active space cannot explain anything either
+    assert fresh.observe(ORG, snapshot(15), 30) == [SALES.key]
+    assert sorted(fresh.observe(SALES, ApiError("server_error", "x"), 31)) == [
+        quiet.key, SURVEY.key]
+
+
+def test_without_accounting_every_space_is_polled_at_each_change():
+    fresh = Freshness(True, idle_interval=600)
+    fresh.configure(True, 600, [ORG, SALES, SURVEY])  # the budget pays for all
+    fresh.observe(ORG, snapshot(10), 0)
+    fresh.observe(SALES, snapshot(5), 1)
+    fresh.observe(SURVEY, snapshot(5), 1)
+    fresh.observe(SALES, snapshot(6), 2)
+    assert fresh.observe(ORG, snapshot(11), 3) == [SALES.key, SURVEY.key]
+
+
+def test_follow_up_demand_is_measured_per_org_wide_poll():
+    fresh = Freshness(True, idle_interval=600)
+    fresh.configure(True, 600, [ORG, SALES, SURVEY])
+    fresh.observe(ORG, snapshot(10), 0)
+    assert fresh.demand() == {"acme": 0.0}
+    version = fresh.demand_version
+    for step in range(1, 9):  # every org-wide poll calls for both spaces
+        fresh.observe(ORG, snapshot(10 + step), 10 * step)
+        fresh.observe(SALES, snapshot(step), 10 * step + 1)
+        fresh.observe(SURVEY, snapshot(step), 10 * step + 1)
+    assert 1.5 < fresh.demand()["acme"] <= 2
+    assert fresh.demand_version > version  # worth a new stretch
+    version = fresh.demand_version
+    fresh.observe(ORG, snapshot(19), 100)  # the same demand again: no new stretch
+    assert fresh.demand_version == version
+    fresh.observe(SALES, snapshot(9), 101)
+    fresh.observe(SURVEY, snapshot(9), 101)
+    fresh.observe(ORG, snapshot(19), 220)  # two intervals (one poll skipped): 1 a poll
+    assert fresh.demand()["acme"] == pytest.approx(1.5)
 
 
 def test_untrusted_org_figures_poll_as_before():
@@ -84,10 +145,28 @@ def test_org_wide_targets_keep_their_interval_under_a_cap():
     driven = stretch_intervals(targets, per_minute=2.5, per_day=None, idle_interval=600)[TOKEN]
     assert driven.factor == 1 and driven.intervals == {"acme": 60, "solo": 60}
     assert driven.idle_factor == 1  # 0.2 a minute for the spaces' idle polls: fits
+    assert driven.accounting  # plain polling would need 4 a minute: not every space, always
     tight = stretch_intervals(targets, per_minute=2.05, per_day=None, idle_interval=600)[TOKEN]
-    assert tight.factor == 1 and tight.idle_factor == pytest.approx(0.2 / 0.05)
+    # a tenth of the cap unplanned, the idle refreshes keep their 0.2 a minute (up to a
+    # tenth of the cap): the org-wide polls stretch
+    assert tight.factor == pytest.approx(2 / (0.9 * 2.05 - 0.2))
+    assert tight.idle_factor == pytest.approx(1)
     over = stretch_intervals(targets, per_minute=1, per_day=None, idle_interval=600)[TOKEN]
-    assert over.factor == 2 and over.idle_factor >= 2
+    assert over.factor == pytest.approx(2 / 0.8) and over.idle_factor == pytest.approx(2)
+
+
+def test_the_stretch_pays_for_the_follow_ups_org_changes_call_for():
+    targets = [ORG, SALES, SURVEY, LONE]
+    busy = {"acme": 2.0}  # every org-wide poll of acme calls for both its spaces
+    roomy = stretch_intervals(targets, 5, None, idle_interval=600, followups=busy)[TOKEN]
+    assert roomy.factor == 1 and roomy.idle_factor == 1 and not roomy.accounting
+    assert roomy.demand_per_minute == pytest.approx(3 + 1 + 0.2)
+    tight = stretch_intervals(targets, 3, None, idle_interval=600, followups=busy)[TOKEN]
+    # org-wide (1) + its follow-ups (2) + the lone space (1) in 2.5 of 3 a minute (a tenth
+    # unplanned, 0.2 for the idle refreshes)
+    assert tight.factor == pytest.approx(4 / 2.5) and tight.intervals["acme"] == \
+        pytest.approx(60 * 4 / 2.5)
+    assert tight.idle_factor == pytest.approx(1) and tight.accounting  # plain would need 4
 
 
 @pytest.mark.parametrize("poll, message", [
@@ -155,6 +234,67 @@ async def test_an_org_change_polls_its_spaces_within_seconds(fake_api, start_exp
     async def shown() -> bool:
         return value(await running.metrics(), "unpod_calls", org="acme", space="sales") == 9
     await wait_for(shown, 3, "the new figure on /metrics")
+
+
+async def start_budgeted(fake, base, start_exporter, per_minute: int):
+    """acme (org-wide, sales, survey) seeded, polled every second under a request budget."""
+    seed(fake)
+    running = await start_exporter(config_yaml(
+        base, ORGS, {"max_requests_per_minute": per_minute}, interval="1s",
+        idle_interval="60s"))
+    await running.wait_ready()
+    return running
+
+
+async def test_under_a_tight_budget_a_change_explained_by_the_active_space_spares_the_rest(
+        fake_api, start_exporter):
+    fake, base = fake_api
+    # plain polling would ask 180 a minute: the budget (100) cannot pay for every space at
+    # every change, but does for the org-wide polls and their follow-ups
+    running = await start_budgeted(fake, base, start_exporter, per_minute=100)
+    assert running.exporter.poller.interval(ORG) == 1  # the org-wide interval is kept
+
+    async def calls(space: str, expected: int) -> bool:
+        return value(await running.metrics(), "unpod_calls", org="acme", space=space) == expected
+
+    seed(fake, sales=6)  # sales has not changed before: nothing to tell, both are polled
+    await wait_for(lambda: calls("sales", 6), 4, "sales polled")
+    await wait_for(lambda: fake.count("acme", "sp_survey") == 2, 2, "survey polled too")
+    seed(fake, sales=7)  # sales is the active space now, and its call is the org's
+    await wait_for(lambda: calls("sales", 7), 4, "sales polled again")
+    await asyncio.sleep(1.5)
+    assert fake.count("acme", "sp_survey") == 2  # confirmed by the accounting
+    assert value(await running.metrics(), "unpod_exporter_polls_skipped_total", org="acme") >= 1
+    seed(fake, sales=7, survey=8)  # a call in the quiet space: sales cannot explain it
+    await wait_for(lambda: calls("survey", 8), 4, "survey polled after sales")
+
+
+async def test_the_org_wide_interval_stretches_while_changes_call_for_follow_ups(
+        fake_api, start_exporter):
+    fake, base = fake_api
+    # 150 a minute: the org-wide polls (60) fit, with the follow-ups of a busy org (120) not
+    running = await start_budgeted(fake, base, start_exporter, per_minute=150)
+
+    async def interval() -> float:
+        return value(await running.metrics(), "unpod_exporter_poll_interval_seconds",
+                     org="acme")
+    assert await interval() == 1
+    calls = 5
+
+    async def busy() -> bool:
+        nonlocal calls
+        calls += 1
+        seed(fake, sales=calls, survey=calls)  # both spaces call: nothing to account
+        await asyncio.sleep(0.5)
+        return await interval() > 1.1
+    await wait_for(busy, 8, "a stretch that pays for the follow-ups")
+    stretched = await interval()
+    # (1 + 2) per interval in 150 a minute less a tenth unplanned and 2 for idle refreshes
+    assert stretched == pytest.approx(60 * 3 / (135 - 2), rel=0.05)
+
+    async def quiet() -> bool:
+        return await interval() == 1
+    await wait_for(quiet, 10, "the interval back once the org is quiet")
 
 
 async def test_a_change_the_org_does_not_show_is_seen_within_idle_plus_interval(
