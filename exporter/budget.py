@@ -116,9 +116,6 @@ class Stretch:
 
 
 IDLE_SHARE = 0.1  # of a cap kept for the idle refreshes when org-wide polls want it all
-# of a cap left unplanned under change-driven polling: a change calls for its spaces all at
-# once, and a window planned full would make every such burst wait for expiring requests
-HEADROOM = 0.1
 
 
 def _cap_per_minute(per_minute: float, per_day: float | None) -> float:
@@ -142,8 +139,7 @@ def stretch_intervals(targets: Iterable[Target], per_minute: float, per_day: flo
     keep their interval whenever the cap allows it, less a tenth kept for the idle
     refreshes, and the spaces' idle interval takes the rest of the stretch. Detecting a
     change is worth little if the budget cannot then fetch what changed: that is why the
-    follow-ups are paid for before org-wide polls are made more often. A tenth of the cap
-    is left unplanned for the bursts the follow-ups make."""
+    follow-ups are paid for before org-wide polls are made more often."""
     by_token: dict[TokenSource, list[Target]] = {}
     for target in targets:
         by_token.setdefault(target.token, []).append(target)
@@ -159,10 +155,9 @@ def stretch_intervals(targets: Iterable[Target], per_minute: float, per_day: flo
                                                 if t.space == ORG_WIDE else 1)
                            for t in first) + extra
         demand_idle = len(driven) * 60.0 / idle_interval if idle_interval else 0.0
-        usable = cap * (1 - HEADROOM) if driven else cap
         reserve = min(demand_idle, IDLE_SHARE * cap)
-        factor = max(1.0, demand_first / (usable - reserve))
-        left = usable - demand_first / factor
+        factor = max(1.0, demand_first / (cap - reserve))
+        left = cap - demand_first / factor
         idle_factor = max(1.0, demand_idle / left) if left > 1e-9 else max(
             factor, (demand_first + demand_idle) / cap)
         intervals = {t.org: t.interval * factor for t in members}

@@ -33,7 +33,7 @@ Counts = dict[str, int]
 # Who goes first for the request budget: org-wide figures (and every target polled as before),
 # then spaces whose org changed, then spaces refreshed because idle_interval passed.
 FIRST, CHANGED, IDLE = 0, 1, 2
-DEMAND_WEIGHT = 0.5  # smoothing of the follow-ups per org-wide poll
+DEMAND_WEIGHT = 0.5  # how fast a fall of the follow-ups per org-wide poll is believed
 DEMAND_SHIFT = 0.1  # a relative change of demand that is worth stretching intervals again
 REFRESH_MARGIN = 0.05  # of an interval: the idle refresh is sent this much before it is late
 
@@ -178,15 +178,14 @@ class Freshness:
 
     def _measure(self, org: _Org, now: float, interval: float) -> None:
         """Fold the follow-ups called for since the previous org-wide answer into the demand,
-        per interval (an org-wide poll the budget skipped must not double it), smoothed over
-        a couple of polls; a rise to more than twice the demand is taken at once (a calling
-        window opens: the budget must pay for it now, or it is overdrawn for a minute)."""
+        per interval (an org-wide poll the budget skipped must not double it): a rise is
+        taken at once (a calling window opens: the budget must pay for it now, or it is
+        overdrawn for a minute), a fall smoothed over a couple of polls."""
         elapsed = now - org.measured_at
         polls = max(1, round(elapsed / interval)) if org.released and math.isfinite(elapsed) \
             else 1
         sample = org.released / polls
-        org.demand = sample if sample > 2 * org.demand else \
-            org.demand + DEMAND_WEIGHT * (sample - org.demand)
+        org.demand = max(sample, org.demand + DEMAND_WEIGHT * (sample - org.demand))
         org.released, org.measured_at = 0, now
         if abs(org.demand - org.applied) > max(0.5, DEMAND_SHIFT * org.applied):
             self.demand_version += 1

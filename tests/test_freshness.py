@@ -147,12 +147,10 @@ def test_org_wide_targets_keep_their_interval_under_a_cap():
     assert driven.idle_factor == 1  # 0.2 a minute for the spaces' idle polls: fits
     assert driven.accounting  # plain polling would need 4 a minute: not every space, always
     tight = stretch_intervals(targets, per_minute=2.05, per_day=None, idle_interval=600)[TOKEN]
-    # a tenth of the cap unplanned, the idle refreshes keep their 0.2 a minute (up to a
-    # tenth of the cap): the org-wide polls stretch
-    assert tight.factor == pytest.approx(2 / (0.9 * 2.05 - 0.2))
-    assert tight.idle_factor == pytest.approx(1)
+    # the idle refreshes keep their 0.2 a minute (up to a tenth of the cap): org-wide stretch
+    assert tight.factor == pytest.approx(2 / 1.85) and tight.idle_factor == pytest.approx(1)
     over = stretch_intervals(targets, per_minute=1, per_day=None, idle_interval=600)[TOKEN]
-    assert over.factor == pytest.approx(2 / 0.8) and over.idle_factor == pytest.approx(2)
+    assert over.factor == pytest.approx(2 / 0.9) and over.idle_factor == pytest.approx(2)
 
 
 def test_the_stretch_pays_for_the_follow_ups_org_changes_call_for():
@@ -162,10 +160,9 @@ def test_the_stretch_pays_for_the_follow_ups_org_changes_call_for():
     assert roomy.factor == 1 and roomy.idle_factor == 1 and not roomy.accounting
     assert roomy.demand_per_minute == pytest.approx(3 + 1 + 0.2)
     tight = stretch_intervals(targets, 3, None, idle_interval=600, followups=busy)[TOKEN]
-    # org-wide (1) + its follow-ups (2) + the lone space (1) in 2.5 of 3 a minute (a tenth
-    # unplanned, 0.2 for the idle refreshes)
-    assert tight.factor == pytest.approx(4 / 2.5) and tight.intervals["acme"] == \
-        pytest.approx(60 * 4 / 2.5)
+    # org-wide (1) + its follow-ups (2) + the lone space (1) in 2.8 of 3 a minute
+    assert tight.factor == pytest.approx(4 / 2.8) and tight.intervals["acme"] == \
+        pytest.approx(60 * 4 / 2.8)
     assert tight.idle_factor == pytest.approx(1) and tight.accounting  # plain would need 4
 
 
@@ -289,8 +286,8 @@ async def test_the_org_wide_interval_stretches_while_changes_call_for_follow_ups
         return await interval() > 1.1
     await wait_for(busy, 8, "a stretch that pays for the follow-ups")
     stretched = await interval()
-    # (1 + 2) per interval in 150 a minute less a tenth unplanned and 2 for idle refreshes
-    assert stretched == pytest.approx(60 * 3 / (135 - 2), rel=0.05)
+    # (1 + 2) per interval in 150 a minute less 2 for the idle refreshes
+    assert stretched == pytest.approx(60 * 3 / (150 - 2), rel=0.05)
 
     async def quiet() -> bool:
         return await interval() == 1
