@@ -7,15 +7,18 @@ of the org not polled since is due at once, the active ones first (those whose l
 showed a change), the longest unpolled of them first. The poller asks; this module decides.
 
 When the budget cannot pay for polling every space at every change (``accounting``), the
-quiet spaces wait for the active ones' answers: if the active spaces' count changes add up to
-exactly the org-wide change, the quiet ones are confirmed instead of polled. The follow-up
+quiet spaces wait for the active ones' answers: a ledger adds each org-wide change of the
+counts and subtracts each space's; when the active spaces bring it to zero or below (calls
+they made after the org-wide answer belong to the next change, which the ledger carries),
+the quiet ones are confirmed instead of polled. The follow-up
 requests each org-wide poll calls for are measured (``demand``), so that the budget's stretch
 can pay for them too.
 
 Trade-off (README): a change that leaves the org-wide figures exactly equal (one space up, one
 down by the same amount) is seen within ``idle_interval``; so is a change in a space the
-org-wide figures do not cover, and, under accounting, a quiet space's change masked by an
-active space's change of exactly the same size made while it was being polled.
+org-wide figures do not cover; under accounting, a quiet space's change is seen a poll or
+two late when the active spaces made at least as many calls between the org-wide answer and
+theirs.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ class _Org:
     healthy: bool = False  # the last org-wide poll succeeded: its figures can be trusted
     changed_at: float = -math.inf  # monotonic time the figures last changed
     spaces: set[Key] = field(default_factory=set)
-    unexplained: Counts | None = None  # the part of the last change no answer explained yet
+    # the ledger: org-wide changes less the spaces' changes answered since (None: unknown)
+    unexplained: Counts | None = None
     held: list[Key] = field(default_factory=list)  # quiet spaces waiting for the accounting
     released: int = 0  # follow-up polls called for since the last org-wide poll
     demand: float = 0.0  # follow-up polls per org-wide poll, smoothed
@@ -69,6 +73,11 @@ def counts(analytics: Analytics) -> Counts:
     result.update((f"status:{name}", value) for name, value in analytics.task_status)
     result.update((f"outcome:{name}", value) for name, value in analytics.call_outcomes)
     return result
+
+
+def _plus(one: Counts, other: Counts) -> Counts:
+    return {k: one.get(k, 0) + other.get(k, 0) for k in one.keys() | other.keys()
+            if one.get(k, 0) + other.get(k, 0)}
 
 
 def _minus(after: Counts, before: Counts) -> Counts:
@@ -169,10 +178,17 @@ class Freshness:
         due = sorted((k for k in org.spaces if k not in self._spaces
                       or self._spaces[k].polled_at < now), key=self._urgency)
         delta = _minus(counts(outcome), counts(before))
+        org.held = []
+        if target.org not in self._accounting or any(v < 0 for v in delta.values()):
+            org.unexplained = None  # no accounting, or counts went down: start again
+            return self._release(org, due)
+        # the ledger runs on: what active spaces answered after the previous org-wide
+        # answer (a call made meanwhile) is already subtracted, and is in this change
+        org.unexplained = _plus(org.unexplained, delta) if org.unexplained is not None \
+            else delta
         active = [k for k in due if self._active(k)]
-        org.unexplained, org.held = None, []
-        if target.org in self._accounting and delta and active and len(active) < len(due):
-            org.unexplained, org.held = delta, [k for k in due if not self._active(k)]
+        if delta and active and len(active) < len(due):
+            org.held = [k for k in due if not self._active(k)]
             due = active
         return self._release(org, due)
 
@@ -221,20 +237,27 @@ class Freshness:
             space.polled_at = now
         if space is not None and isinstance(outcome, Analytics):
             space.figures = outcome  # data: null keeps the figures, as the store does
-        if org is None or org.unexplained is None or key in org.held:
+        if org is None or org.unexplained is None:
             return []
         if isinstance(outcome, Analytics) and before is not None:
             org.unexplained = _minus(org.unexplained, _minus(counts(outcome), counts(before)))
-            if not org.unexplained:  # the active spaces explain the whole change
+        elif not isinstance(outcome, NoData):
+            org.unexplained = None  # an answer that cannot be reconciled: the ledger breaks
+        if not org.held or key in org.held:
+            return []
+        if org.unexplained is not None:
+            if all(value <= 0 for value in org.unexplained.values()):
+                # the active spaces explain the whole change; more than all of it when they
+                # made calls after the org-wide answer, and those are in the next change
                 for quiet_key in org.held:
                     if (quiet := self._spaces.get(quiet_key)) is not None:
                         quiet.explained_at = now
-                org.unexplained, org.held = None, []
+                org.held = []
                 return []
             if all(value > 0 for value in org.unexplained.values()) and any(
                     self._pending(org, k) for k in org.spaces if k not in org.held):
                 return []  # more of the change may be in active spaces still to answer
-        held, org.unexplained, org.held = org.held, None, []
+        held, org.held = org.held, []
         return self._release(org, held)  # cannot be explained: poll the quiet ones too
 
     def _pending(self, org: _Org, key: Key) -> bool:

@@ -79,15 +79,26 @@ def test_under_a_tight_budget_active_spaces_that_explain_the_change_confirm_the_
     assert fresh.observe(ORG, snapshot(13), 10) == [SALES.key]
     assert sorted(fresh.observe(SALES, snapshot(8), 11)) == [quiet.key, SURVEY.key]
     assert fresh.priority(quiet, 12) == CHANGED
-    for target in (SURVEY, quiet):
-        fresh.observe(target, snapshot(5), 12)
-    # +1, but sales made two calls meanwhile (one after the org-wide answer): cannot tell
-    assert fresh.observe(ORG, snapshot(14), 20) == [SALES.key]
-    assert sorted(fresh.observe(SALES, snapshot(10), 21)) == [quiet.key, SURVEY.key]
-    # a failing active space cannot explain anything either
-    assert fresh.observe(ORG, snapshot(15), 30) == [SALES.key]
-    assert sorted(fresh.observe(SALES, ApiError("server_error", "x"), 31)) == [
-        quiet.key, SURVEY.key]
+    fresh.observe(SURVEY, snapshot(6), 12)  # the other call
+    fresh.observe(quiet, snapshot(5), 12)
+    # +1, and sales made two calls: one after the org-wide answer, in the next change
+    assert fresh.observe(ORG, snapshot(14), 20) == [SALES.key, SURVEY.key]
+    assert fresh.observe(SALES, snapshot(10), 21) == []
+    assert fresh.priority(quiet, 22) is None  # explained before survey even answered
+    fresh.observe(SURVEY, snapshot(6), 22)
+    # +2: the call sales made before, and one in survey: the ledger does not balance
+    assert fresh.observe(ORG, snapshot(16), 30) == [SALES.key]
+    assert sorted(fresh.observe(SALES, snapshot(10), 31)) == [quiet.key, SURVEY.key]
+    fresh.observe(SURVEY, snapshot(7), 32)  # there it is: the ledger balances again
+    fresh.observe(quiet, snapshot(5), 32)
+    assert fresh.observe(ORG, snapshot(17), 40) == [SURVEY.key]  # active now: sales is not
+    assert fresh.observe(SURVEY, snapshot(8), 41) == []
+    # a failing active space cannot explain anything
+    assert fresh.observe(ORG, snapshot(18), 50) == [SURVEY.key]
+    assert sorted(fresh.observe(SURVEY, ApiError("server_error", "x"), 51)) == [
+        quiet.key, SALES.key]
+    # nor can counts that went down (a reset): every space is polled
+    assert len(fresh.observe(ORG, snapshot(3), 60)) == 3
 
 
 def test_without_accounting_every_space_is_polled_at_each_change():
