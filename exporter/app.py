@@ -174,27 +174,26 @@ class Exporter:
     def _apply(self, config: Config, announce: bool) -> None:
         """Point the poller at a config and the discovered targets: this shard's share of the
         budget, intervals stretched to fit it, targets."""
-        api = config.api
-        shards = self.shard.count
-        per_minute = api.max_requests_per_minute / shards
-        per_day = api.max_requests_per_day / shards if api.max_requests_per_day else None
-        self.poller.set_budget(per_minute, per_day)
+        self.poller.set_budget(*self._caps(config))
         self._targets = build_targets(config, self._discovered, self.shard)
         self.store.max_staleness = config.poll.max_staleness
         self.poller.set_targets(self._targets, self._stretch(config, announce))
 
+    def _caps(self, config: Config) -> tuple[float, float | None]:
+        """This shard's share of the request budget: per minute (0: none) and per day."""
+        api, shards = config.api, self.shard.count
+        per_day = api.max_requests_per_day / shards if api.max_requests_per_day else None
+        return api.max_requests_per_minute / shards, per_day
+
     def _restretch(self) -> None:
         """Stretch intervals again for the follow-up demand measured since the last time."""
-        self._demand_version = self.poller.freshness.demand_version
         self.poller.set_intervals(self._stretch(self.config, announce=False))
 
     def _stretch(self, config: Config, announce: bool) -> dict[str, float]:
         """The effective per-org intervals under the budget; tells change-driven polling
         its idle stretch and where the budget does not permit polling every space."""
         api, poll, targets = config.api, config.poll, self._targets
-        per_minute = api.max_requests_per_minute / self.shard.count
-        per_day = api.max_requests_per_day / self.shard.count if api.max_requests_per_day \
-            else None
+        per_minute, per_day = self._caps(config)
         extra = {api.token: self._discovery_demand(config)}
         freshness = self.poller.freshness
         self._demand_version = freshness.demand_version

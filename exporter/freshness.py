@@ -148,7 +148,7 @@ class Freshness:
         space = self._spaces.get(target.key)
         if org is None or not org.healthy or org.figures is None or space is None:
             return FIRST  # nothing to compare with: poll as before
-        if org.changed_at > max(space.polled_at, space.explained_at):
+        if self._pending(org, target.key):
             return CHANGED
         refresh = self.refresh_at(target)
         return IDLE if refresh is not None and now >= refresh else None
@@ -261,5 +261,6 @@ class Freshness:
         return self._release(org, held)  # cannot be explained: poll the quiet ones too
 
     def _pending(self, org: _Org, key: Key) -> bool:
+        """Whether a space has been neither polled nor explained since its org changed."""
         space = self._spaces.get(key)
         return space is None or org.changed_at > max(space.polled_at, space.explained_at)
