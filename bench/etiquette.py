@@ -11,8 +11,8 @@ same time: plain and change-driven, each without a budget and under a budget equ
 10,000 requests a simulated day (a minute's cap of 10,000 x real minute / simulated day).
 Printed per exporter: requests per simulated day, and detection latency for active spaces
 (from a call at the fake to its count on /metrics, scraped every 0.1 s), p50 and p95, in
-simulated seconds. Goals (README): change-driven makes at least 5x fewer requests with no
-worse p95 when the budget is not binding, and a p95 at least 3x better under the budget.
+simulated seconds. Goals (docs/performance.md): change-driven makes at least 5x fewer requests
+with no worse p95 when the budget is not binding, and a p95 at least 3x better under the budget.
 """
 
 from __future__ import annotations

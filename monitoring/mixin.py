@@ -17,7 +17,7 @@ import yaml
 CONFIG: dict[str, Any] = {
     # Prometheus job of the exporter itself (for UnpodExporterDown).
     "job_selector": 'job="unpod-exporter"',
-    "runbook_base": "https://github.com/unpod-exporter/unpod-exporter/blob/main/README.md",
+    "runbook_base": "https://github.com/unpod-exporter/unpod-exporter/blob/main/docs/alerts.md",
     # Stuck tasks: unfinished work while finished tasks did not grow for this long.
     "stuck_after_seconds": 1800,
     "stuck_for": "5m",

@@ -158,7 +158,7 @@ async def check_the_chain(fake, base, start, am, webhook) -> None:
     annotations = stuck[0]["annotations"]
     assert annotations["summary"] == "Unpod tasks stuck in acme/stuck"
     assert annotations["description"].startswith("9 tasks are pending or running in acme/stuck")
-    assert annotations["runbook_url"].endswith("README.md#unpodtasksstuck")
+    assert annotations["runbook_url"].endswith("docs/alerts.md#unpodtasksstuck")
     receivers = {note["receiver"] for note in webhook.notifications
                  if any(a["labels"]["alertname"] == "UnpodTasksStuck" for a in note["alerts"])}
     assert receivers == {"ticket"}

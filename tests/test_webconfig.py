@@ -49,7 +49,7 @@ CERT = {"cert_file": "server.crt", "key_file": "server.key"}
 
 
 @pytest.mark.parametrize("web, message", [
-    # what Python's ssl cannot do: refused at start with the reason (README table)
+    # what Python's ssl cannot do: refused at start with the reason (docs/security.md table)
     ({"tls_server_config": {**CERT, "curve_preferences": ["X25519"]}},
      "tls_server_config.curve_preferences: not supported (Python's ssl module"),
     ({"tls_server_config": {**CERT, "client_auth_type": "RequestClientCert"}},

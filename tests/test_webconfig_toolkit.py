@@ -5,7 +5,7 @@ TestServerBehaviour, TestConfigReloading, TestUsers, TestTLSConfigIsEnabled) and
 ``web/handler_test.go``. The YAML files are the toolkit's ``web/testdata/`` files with the
 same content; the certificates are regenerated (trustme) under the same names, and the inline
 ones in the ``*_tlsInline``/``*keyinline`` files are ours. Each case keeps the toolkit's
-expectation (loads, or the error of its ErrorMap), except the few that the README lists as
+expectation (loads, or the error of its ErrorMap), except the few that docs/security.md lists as
 refused at start, which expect that refusal (REFUSED below). The server is the toolkit's
 "Hello World!" handler behind this project's listener and web-config middleware.
 """
@@ -190,7 +190,7 @@ ERRORS = {
     "Unauthorized": "401",
     "Too Many Requests": "429",
 }
-# Cases Go serves and Python's ssl cannot: refused at start with the reason (README table).
+# Cases Go serves and Python's ssl cannot: refused at start with the reason (docs/security.md).
 REFUSED = {
     "web_config_noAuth_allCurves.good.yml": "curve_preferences: not supported",
     "web_config_noAuth_someCurves.good.yml": "curve_preferences: not supported",
@@ -489,7 +489,7 @@ async def test_server_behaviour(testdata, case):
 
 
 def test_the_refused_cases_are_the_readme_ones():
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
     for reason in ("curve_preferences", "RequireAnyClientCert", "RequestClientCert",
                    "TLS10", "TLS11"):
         assert f"`{reason}`" in readme
