@@ -224,7 +224,6 @@ class Exporter:
                             accounting, intervals)
         shortest = min((intervals.get(t.org, t.interval) for t in targets),
                        default=poll.interval)
-        self.exposition.follow_intervals(shortest)
         self._tick = min(1.0, shortest)
         self._capped = per_minute > 0 or per_day is not None  # demand only matters then
         return intervals

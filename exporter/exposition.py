@@ -1,6 +1,7 @@
 """The cached exposition: each target's lines are rendered when its snapshot changes, and a
-scrape is served from bytes assembled at most once a second (or a sixtieth of the shortest poll
-interval) from cached pieces.
+scrape is served from bytes assembled at most once a second from cached pieces, whatever the
+poll interval (a lag that followed the interval made a sub-second one reassemble the body
+several times a second, and was tuned to a time-compressed benchmark).
 
 Targets are grouped into segments. A segment keeps, per metric family, its targets' lines
 joined, and the same deflated on their own (ending on a byte boundary with Z_SYNC_FLUSH), so
@@ -32,7 +33,6 @@ from exporter.targets import Target
 Key = tuple[str, str]
 SEGMENT_SIZE = 32
 MAX_LAG = 1.0  # seconds the exposition may lag the snapshots
-LAG_SHARE = 1 / 60  # ... or this share of the shortest poll interval, when that is less
 RENDER_SLICE = 500  # targets rendered between two yields to the event loop
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
 FINAL_BLOCK = b"\x03\x00"  # an empty final fixed-Huffman block
@@ -140,12 +140,6 @@ class ExpositionCache:
         self._header_blocks = {om: {k: deflate_block(v) for k, v in h.items()}
                                for om, h in self._headers.items()}
         store.listeners.append(self.invalidate)
-
-    def follow_intervals(self, shortest: float) -> None:
-        """Bound the lag by the poll intervals too: a second is nothing against a minute's
-        interval, but would hide half of every change of a sub-second one (time-compressed
-        benchmarks, tests)."""
-        self.max_lag = min(MAX_LAG, shortest * LAG_SHARE)
 
     def invalidate(self, key: Key) -> None:
         self._dirty.add(key)
