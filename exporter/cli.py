@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from exporter import __version__
+from exporter.address import split_address
 from exporter.apicheck import check_api, render
 from exporter.app import Exporter
 from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
@@ -32,15 +33,10 @@ class StartupError(Exception):
 
 
 def parse_listen_address(address: str) -> tuple[str | None, int]:
-    """``:9877`` (every interface), ``[::]:9877`` (IPv6), ``0.0.0.0:9877`` (IPv4), ``host:9877``."""
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise StartupError(f"--web.listen-address: expected host:port, got {address!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise StartupError(f"--web.listen-address: put IPv6 addresses in brackets: {address!r}")
-    return (host or None), int(port_text)
+    try:
+        return split_address(address, "--web.listen-address")
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,12 @@
+"""Unpod's per-agent webhooks as events, at no request cost (off unless ``webhook:`` is set).
+
+``events`` reads a delivery into an event, touching only the fields it needs; ``labels``
+caps what payload values may become; ``dedup`` forgets re-sends; ``metrics`` counts;
+``secret`` checks the shared-secret header; ``receiver`` answers as the platform needs;
+``service`` puts it on a listener of its own; ``settings`` is the config section.
+"""
+
+from exporter.webhook.service import WebhookService
+from exporter.webhook.settings import Place, WebhookConfig, parse_webhook
+
+__all__ = ["Place", "WebhookConfig", "WebhookService", "parse_webhook"]

@@ -1,0 +1,58 @@
+"""The receiver on a listener of its own: Unpod's servers must reach it, while ``/metrics``
+should stay internal, so the two never share a port. TLS (and, if wanted, basic auth and
+headers) come from an exporter-toolkit web config of its own."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from exporter.listener import run_web
+from exporter.tokens import TokenReader
+from exporter.webconfig import WebConfigWatcher, install
+from exporter.webhook.metrics import WebhookMetrics
+from exporter.webhook.receiver import OnEvent, Receiver
+from exporter.webhook.secret import SecretCheck
+from exporter.webhook.settings import WebhookConfig
+
+log = logging.getLogger("unpod_exporter.webhook")
+
+MAX_CONNECTIONS = 128  # Unpod sends one delivery at a time per call or task
+
+
+class WebhookService:
+    """Built from the config at start (raises ConfigError for an unreadable secret or web
+    config); ``start()`` binds the listener (raises OSError)."""
+
+    def __init__(self, config: WebhookConfig, tokens: TokenReader,
+                 on_event: OnEvent | None = None) -> None:
+        self.config = config
+        self.metrics = WebhookMetrics(config.agents, forbidden=tokens.known)
+        self.receiver = Receiver(SecretCheck(config.secret, tokens), config.secret_header,
+                                 self.metrics, on_event)
+        self.web_config = (WebConfigWatcher(config.web_config_file)
+                           if config.web_config_file else None)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._runner is not None, "start() first"
+        return int(self._runner.addresses[0][1])
+
+    async def start(self) -> None:
+        app = self.receiver.app(self.config.path)
+        watcher = self.web_config
+        if watcher is not None:
+            install(app, watcher)
+        host, port = self.config.address
+        self._runner = await run_web(app, host, port, watcher if watcher and watcher.tls
+                                     else None, max_connections=MAX_CONNECTIONS)
+        log.info("webhook receiver listening", extra={"fields": {
+            "address": self.config.listen_address, "path": self.config.path,
+            "tls": bool(watcher and watcher.tls), "agents": len(self.config.agents)}})
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,404 @@
+"""The webhook receiver on a real listener, fed deliveries shaped as Unpod's source sends
+them: counted once, re-sends and forgeries refused as the platform needs, nothing personal
+kept, logged or exported."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import ssl
+import statistics
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.config import ConfigError
+from exporter.tokens import TokenReader
+from exporter.webconfig.ratelimit import RateLimiter
+from exporter.webconfig.schema import RateLimit
+from exporter.webhook import Place, WebhookService, parse_webhook
+from exporter.webhook.events import TaskFinished, call_duration, outcome
+from tests.conftest import config_yaml, parse_metrics, value, write_tls
+from tests.unpod_webhooks import PERSONAL, call_event, cron_task, task_document
+
+SECRET = "whs-7Q2p9xK4"
+HEADER = "X-Unpod-Webhook-Secret"
+AGENT = "space-agent-8qmk42"
+GOOD = {HEADER: SECRET}
+
+
+class Hook:
+    def __init__(self, service: WebhookService, session: aiohttp.ClientSession) -> None:
+        self.service = service
+        self.session = session
+        self.url = f"http://127.0.0.1:{service.port}/webhook"
+        self.events: list[Place] = []
+
+    async def post(self, payload: Any = None, headers: dict[str, str] | None = None,
+                   data: bytes | None = None) -> tuple[int, str, str]:
+        body = data if data is not None else json.dumps(payload).encode()
+        async with self.session.post(self.url, data=body,
+                                     headers=GOOD if headers is None else headers) as resp:
+            return resp.status, resp.content_type, await resp.text()
+
+    def series(self) -> dict[Any, float]:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self.service.metrics)
+        return parse_metrics(generate_latest(registry).decode())
+
+    def requests(self, result: str) -> float | None:
+        return value(self.series(), "unpod_webhook_requests_total", result=result)
+
+
+def webhook_config(**extra: Any) -> dict[str, Any]:
+    """A section for a test; a key given as None is left out."""
+    config = {"listen_address": "127.0.0.1:0", "secret_env": "TEST_WEBHOOK_SECRET",
+              "agents": {AGENT: {"org": "acme", "space": "outbound-sales"}}, **extra}
+    return {key: item for key, item in config.items() if item is not None}
+
+
+@pytest.fixture
+async def start_hook(monkeypatch) -> AsyncIterator[Callable[..., Awaitable[Hook]]]:
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
+    started: list[Hook] = []
+
+    async def start(**extra: Any) -> Hook:
+        config = parse_webhook(webhook_config(**extra))
+        assert config is not None
+        hook: Hook
+        service = WebhookService(config, TokenReader(), lambda place: hook.events.append(place))
+        await service.start()
+        hook = Hook(service, aiohttp.ClientSession())
+        started.append(hook)
+        return hook
+
+    yield start
+    for hook in started:
+        await hook.session.close()
+        await hook.service.stop()
+
+
+@pytest.fixture
+async def hook(start_hook) -> Hook:
+    return await start_hook()
+
+
+# --- accepted, counted once -----------------------------------------------------------------
+
+async def test_a_task_document_is_counted_once_and_answered_with_json(hook):
+    assert await hook.post(task_document()) == (200, "application/json", "{}")
+    series = hook.series()
+    assert value(series, "unpod_webhook_tasks_finished_total", org="acme",
+                 space="outbound-sales", agent=AGENT, status="completed",
+                 outcome="call_back") == 1
+    assert value(series, "unpod_webhook_last_event_timestamp_seconds", org="acme",
+                 space="outbound-sales", agent=AGENT) is not None
+    assert hook.events == [Place("acme", "outbound-sales")]
+    # the handler's re-send, and the calls cron's subset of the same task: one delivery
+    assert await hook.post(task_document()) == (200, "application/json", "{}")
+    assert await hook.post(cron_task()) == (200, "application/json", "{}")
+    series = hook.series()
+    assert value(series, "unpod_webhook_tasks_finished_total", org="acme",
+                 space="outbound-sales", agent=AGENT, status="completed",
+                 outcome="call_back") == 1
+    assert hook.requests("accepted") == 1 and hook.requests("duplicate") == 2
+    assert len(hook.events) == 1
+
+
+async def test_a_new_status_of_the_same_task_is_a_new_delivery(hook):
+    await hook.post(task_document(status="failed"))
+    await hook.post(task_document(status="completed"))
+    assert hook.requests("accepted") == 2
+    assert value(hook.series(), "unpod_webhook_tasks_finished_total", org="acme",
+                 space="outbound-sales", agent=AGENT, status="failed", outcome="unknown") == 1
+
+
+async def test_an_unmapped_agent_counts_with_empty_org_and_space(hook):
+    assert (await hook.post(task_document(assignee="other-agent-1", outcome="Not Connected"))
+            )[0] == 200
+    assert value(hook.series(), "unpod_webhook_tasks_finished_total", org="", space="",
+                 agent="other-agent-1", status="completed", outcome="not_connected") == 1
+    assert hook.events == []  # nothing to poll sooner
+
+
+async def test_call_events_and_durations_from_hang_ups_only(hook):
+    start, end = "2025-01-31 10:00:00.120000", "2025-01-31 10:02:05.620000"
+    assert (await hook.post(call_event("call_started", start_time=start)))[0] == 200
+    assert (await hook.post(call_event("call_hang_up", start_time=start, end_time=end)))[0] == 200
+    assert (await hook.post(call_event("call_hang_up", start_time=start, end_time=end)))[0] == 200
+    assert (await hook.post(call_event("sms_sent", start_time=start, end_time=end)))[0] == 200
+    assert (await hook.post(call_event("call_missed", call_id="TH2")))[0] == 200
+    series = hook.series()
+    who = {"org": "acme", "space": "outbound-sales", "agent": AGENT}
+    for event in ("call_started", "call_hang_up", "sms_sent", "call_missed"):
+        assert value(series, "unpod_webhook_call_events_total", event=event, **who) == 1
+    assert value(series, "unpod_webhook_call_duration_seconds_count", **who) == 1
+    assert value(series, "unpod_webhook_call_duration_seconds_sum", **who) == 125.5
+    assert value(series, "unpod_webhook_call_duration_seconds_bucket", le="120.0", **who) == 0
+    assert value(series, "unpod_webhook_call_duration_seconds_bucket", le="180.0", **who) == 1
+    assert hook.requests("duplicate") == 1
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("Call Back", "call_back"), ("Not Connected", "not_connected"), ("Interested", "interested"),
+    ("send-details!", "send_details_"), (None, "unknown"), ("", "unknown"), (3, "unknown"),
+    ("x" * 65, "other"),
+])
+def test_outcomes_are_normalised(raw, expected):
+    assert outcome(raw) == expected
+
+
+@pytest.mark.parametrize(("start", "end", "seconds"), [
+    ("2025-01-31 10:00:00", "2025-01-31 10:01:00", 60.0),
+    ("2025-01-31T10:00:00Z", "2025-01-31T10:00:30+00:00", 30.0),
+    ("2025-01-31 10:00:00", "None", None),  # the call never ended
+    ("2025-01-31 10:05:00", "2025-01-31 10:00:00", None),  # now() against utcnow()
+    ("2025-01-31 10:00:00", "2025-01-31T10:01:00+00:00", None),  # naive against aware
+    ("2025-01-01 10:00:00", "2025-01-03 10:00:00", None),  # two days: not a call
+    (1738317600, 1738317690.5, 90.5), (True, 5, None), ("1e400", "x" * 100, None),
+])
+def test_call_durations(start, end, seconds):
+    assert call_duration(start, end) == seconds
+
+
+# --- refused as the platform needs ----------------------------------------------------------
+
+async def test_a_missing_or_wrong_secret_is_401_and_counts_nothing(hook):
+    for headers in ({}, {HEADER: "wrong"}, {HEADER: SECRET + "x"}, {HEADER: SECRET[:-1]},
+                    {"X-Other": SECRET}):
+        status, content_type, _ = await hook.post(task_document(), headers=headers)
+        assert (status, content_type) == (401, "application/json")
+    assert hook.requests("unauthorized") == 5 and hook.requests("accepted") == 0
+    assert value(hook.series(), "unpod_webhook_tasks_finished_total", org="acme",
+                 space="outbound-sales", agent=AGENT, status="completed",
+                 outcome="call_back") is None
+
+
+async def test_bodies_over_1_mib_are_413_by_length_or_as_they_arrive(hook):
+    padded = task_document()
+    padded["output"]["notes"] = "n" * (1024 * 1024)
+    body = json.dumps(padded).encode()
+    assert (await hook.post(data=body))[0] == 413
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked
+        for start in range(0, len(body), 65536):
+            yield body[start:start + 65536]
+    async with hook.session.post(hook.url, data=chunks(), headers=GOOD) as resp:
+        assert resp.status == 413
+    assert hook.requests("too_large") == 2
+    # exactly 1 MiB is still a delivery
+    fitting = json.dumps(task_document()).encode()
+    fitting = fitting[:-1] + b"," + b'"pad":"' + b"p" * (1024 * 1024 - len(fitting) - 9) + b'"}'
+    assert len(fitting) == 1024 * 1024
+    assert (await hook.post(data=fitting))[0] == 200
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"not json", b"\xff\xfe", b"[1, 2]", b'"text"', b"null", b'{"hello": "world"}',
+    b'{"task_id": "T1"}', b'{"task_id": 7, "status": "completed"}',
+    b'{"task_id": "T1", "status": ["completed"]}', b'{"event": 5, "data": {}}',
+    b'{"event": "", "data": {}}', b"[" * 100_000 + b"]" * 100_000,
+])
+async def test_malformed_bodies_are_400(hook, body):
+    status, content_type, text = await hook.post(data=body)
+    assert (status, content_type) == (400, "application/json")
+    assert "error" in json.loads(text)
+    assert hook.requests("invalid") == 1
+
+
+async def test_past_its_own_rate_limit_deliveries_get_429(hook):
+    hook.service.receiver._limiter = RateLimiter(RateLimit(interval=60, burst=2))
+    statuses = [(await hook.post(task_document(task_id=f"T{i}")))[0] for i in range(4)]
+    assert statuses == [200, 200, 429, 429]
+    assert hook.requests("rate_limited") == 2
+
+
+async def test_other_paths_and_methods_are_not_the_receiver(hook):
+    async with hook.session.get(hook.url, headers=GOOD) as resp:
+        assert resp.status == 405
+    async with hook.session.post(hook.url.replace("/webhook", "/metrics"), headers=GOOD,
+                                 data=b"{}") as resp:
+        assert resp.status == 404
+
+
+# --- labels: name rule and caps ---------------------------------------------------------------
+
+async def test_agents_and_outcomes_are_capped_but_mapped_agents_keep_theirs(hook):
+    for i in range(105):
+        await hook.post(task_document(task_id=f"A{i}", assignee=f"agent-{i}"))
+    for i in range(35):
+        await hook.post(task_document(task_id=f"O{i}", assignee="agent-0", outcome=f"Mood {i}"))
+    await hook.post(task_document(task_id="M1"))  # the mapped agent, after the cap
+    await hook.post(task_document(task_id="N1", assignee="bad agent/name"))
+    series = hook.series()
+    agents = {dict(labels)["agent"] for name, labels in series
+              if name == "unpod_webhook_tasks_finished_total"}
+    assert {f"agent-{i}" for i in range(100)} <= agents and "agent-100" not in agents
+    assert AGENT in agents and "other" in agents and "bad agent/name" not in agents
+    outcomes = {dict(labels)["outcome"] for name, labels in series
+                if name == "unpod_webhook_tasks_finished_total"}
+    assert len(outcomes - {"other"}) == 32 and "other" in outcomes
+    assert value(series, "unpod_webhook_tasks_finished_total", org="", space="", agent="other",
+                 status="completed", outcome="call_back") == 6  # agent-100..104, bad name
+
+
+async def test_a_value_equal_to_the_secret_is_never_exported(hook):
+    tokens = TokenReader()
+    config = parse_webhook(webhook_config())
+    assert config is not None
+    tokens.get(config.secret)
+    service = WebhookService(config, tokens)
+    service.metrics.record(TaskFinished(task_id="T1", agent=SECRET, status=SECRET,
+                                        outcome=SECRET.lower()))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(service.metrics)
+    assert SECRET.casefold() not in generate_latest(registry).decode().casefold()
+
+
+# --- personal data stays out ----------------------------------------------------------------
+
+async def test_personal_data_is_never_logged_kept_or_exported(hook, caplog):
+    caplog.set_level(logging.DEBUG)
+    await hook.post(task_document())
+    await hook.post(task_document())
+    await hook.post(call_event("call_hang_up", end_time="2025-01-31 10:02:05.620000"))
+    await hook.post(task_document(), headers={HEADER: "wrong"})
+    await hook.post(data=json.dumps(task_document())[:-3].encode())  # broken JSON
+    await hook.post({"task_id": "T9", "status": {"contact": PERSONAL[0]}})
+    exported = generate_latest_text(hook)
+    kept = repr(vars(hook.service.receiver)) + repr(list(hook.service.receiver._dedup._seen))
+    for text in (caplog.text, exported, kept):
+        for personal in PERSONAL:
+            assert personal.casefold() not in text.casefold()
+    assert hook.requests("accepted") == 2 and hook.requests("invalid") == 2
+
+
+def generate_latest_text(hook: Hook) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(hook.service.metrics)
+    return generate_latest(registry).decode()
+
+
+# --- the secret from a file, re-read on change ------------------------------------------------
+
+async def test_a_secret_file_is_reread_when_it_changes(start_hook, tmp_path: Path):
+    secret = tmp_path / "secret"
+    secret.write_text("first-secret\n")
+    hook = await start_hook(secret_file=str(secret), secret_env=None)
+    assert (await hook.post(task_document("T1"), headers={HEADER: "first-secret"}))[0] == 200
+    replacement = tmp_path / "secret.new"
+    replacement.write_text("second-secret")
+    os.replace(replacement, secret)  # as a kubelet swaps a Secret's file
+    await asyncio.sleep(1.1)  # the file is looked at once a second
+    assert (await hook.post(task_document("T2"), headers={HEADER: "first-secret"}))[0] == 401
+    assert (await hook.post(task_document("T3"), headers={HEADER: "second-secret"}))[0] == 200
+    secret.unlink()  # broken later: the last good secret stays
+    await asyncio.sleep(1.1)
+    assert (await hook.post(task_document("T4"), headers={HEADER: "second-secret"}))[0] == 200
+
+
+# --- config --------------------------------------------------------------------------------------
+
+def test_the_section_is_off_unless_given():
+    assert parse_webhook(None) is None
+
+
+@pytest.mark.parametrize(("raw", "error"), [
+    ({}, "webhook: exactly one of secret_env, secret_file is required"),
+    ({"secret_env": "A", "secret_file": "/b"}, "exactly one of"),
+    ({"secret_env": ""}, "webhook.secret_env: must be a non-empty string"),
+    ({"secret_env": "A", "listen": ":1"}, "webhook.listen: unknown key"),
+    ({"secret_env": "A", "listen_address": "9878"}, "webhook.listen_address: expected host:port"),
+    ({"secret_env": "A", "path": "webhook"}, "webhook.path: invalid value"),
+    ({"secret_env": "A", "secret_header": "X Bad"}, "webhook.secret_header: invalid value"),
+    ({"secret_env": "A", "agents": {"a b": {"org": "acme"}}}, "webhook.agents.a b:"),
+    ({"secret_env": "A", "agents": {"a": {"space": "s"}}}, "webhook.agents.a.org: required"),
+    ({"secret_env": "A", "agents": {"a": {"org": "acme", "x": 1}}}, "webhook.agents.a.x: unknown"),
+    ({"secret_env": "A", "agents": ["a"]}, "webhook.agents: expected a mapping"),
+    ("yes", "webhook: expected a mapping"),
+])
+def test_config_errors_name_the_key(raw, error):
+    with pytest.raises(ConfigError, match=error.replace("(", r"\(")):
+        parse_webhook(raw)
+
+
+async def test_an_unset_secret_variable_refuses_to_start(monkeypatch):
+    monkeypatch.delenv("TEST_WEBHOOK_SECRET", raising=False)
+    config = parse_webhook(webhook_config())
+    assert config is not None
+    with pytest.raises(ConfigError, match="webhook.secret_env: environment variable"):
+        WebhookService(config, TokenReader())
+
+
+# --- TLS in the exporter-toolkit format -------------------------------------------------------
+
+async def test_tls_from_a_web_config_of_its_own(start_hook, tmp_path: Path, ca):
+    web = tmp_path / "webhook-web.yml"
+    web.write_text(yaml.safe_dump({"tls_server_config": write_tls(tmp_path, ca)}))
+    hook = await start_hook(web_config_file=str(web))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    url = hook.url.replace("http://", "https://")
+    async with hook.session.post(url, json=task_document(), headers=GOOD, ssl=context) as resp:
+        assert (resp.status, await resp.text()) == (200, "{}")
+    with pytest.raises(aiohttp.ClientError):  # no plain HTTP on a TLS listener
+        await hook.post(task_document("T2"))
+
+
+# --- a flood never slows a scrape -------------------------------------------------------------
+
+async def test_a_flood_of_forged_and_oversized_posts_never_slows_a_scrape(
+        hook, fake_api, start_exporter):
+    fake, base = fake_api
+    fake.set_analytics("acme")
+    running = await start_exporter(config_yaml(base, [{"handle": "acme"}]))
+    await running.wait_ready()
+
+    async def scrape() -> float:
+        started = time.monotonic()
+        response = await running.client.get("/metrics", headers={"Accept-Encoding": "gzip"})
+        assert response.status == 200
+        await response.read()
+        return time.monotonic() - started
+
+    quiet = [await scrape() for _ in range(20)]
+    oversized = b"{" + b" " * (2 * 1024 * 1024) + b"}"
+    refused: list[int] = []
+    stop = asyncio.Event()
+
+    async def flooder(index: int) -> None:
+        while not stop.is_set():
+            forged = index % 2 == 0
+            try:
+                status = (await hook.post(data=json.dumps(task_document()).encode(),
+                                          headers={HEADER: f"guess-{index}"}) if forged
+                          else await hook.post(data=oversized))[0]
+                refused.append(status)
+            except aiohttp.ClientError:  # an oversized body cut off mid-send
+                refused.append(413)
+
+    flooders = [asyncio.create_task(flooder(i)) for i in range(16)]
+    try:
+        await asyncio.sleep(0.2)
+        flooded = []
+        for _ in range(20):
+            flooded.append(await scrape())
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.gather(*flooders)
+    assert len(refused) > 100 and set(refused) <= {401, 413}
+    assert hook.requests("accepted") == 0
+    assert hook.requests("unauthorized") + hook.requests("too_large") >= 100
+    # Same event loop, same process (and the flooders too): a scrape may slow by the loop's
+    # share, never wait behind the flood.
+    assert max(flooded) < 1.0, (quiet, flooded)
+    assert statistics.median(flooded) < max(0.1, 10 * statistics.median(quiet)), (quiet, flooded)
