@@ -129,6 +129,10 @@ def _named_counts(raw: Mapping[str, object], key: str, first: tuple[str, ...],
     return tuple((name, counts[name]) for name in ordered), tuple(ignored + extra[room:])
 
 
+# The name rule and the cap, shared with the backlog scan's task statuses.
+named_counts = _named_counts
+
+
 def _optional_count(raw: Mapping[str, object], name: str, key: str) -> int | None:
     return _count(raw[name], f"{key}.{name}") if name in raw else None
 

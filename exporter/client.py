@@ -179,10 +179,12 @@ def decode_body(raw: bytes) -> object:
 
 
 def interpret(http_status: int, raw: bytes,
-              parse: Callable[[object], T] = parse_analytics) -> T | ApiError:  # type: ignore[assignment]
+              parse: Callable[[object], T] = parse_analytics,  # type: ignore[assignment]
+              whole_body: bool = False) -> T | ApiError:
     """Classify a complete response (status and body bytes) as SPEC.md says; ``parse`` turns
-    the envelope's ``data`` into the result or raises ValueError. HTTP 206 (or a body
-    ``status_code`` 206) is classified by its message."""
+    the envelope's ``data`` (with ``whole_body``, the envelope itself: a page's ``count``) into
+    the result or raises ValueError. HTTP 206 (or a body ``status_code`` 206) is classified by
+    its message."""
     if 300 <= http_status <= 399:
         return ApiError("invalid_response", f"HTTP {http_status} redirect not followed",
                         http_status)
@@ -224,7 +226,7 @@ def interpret(http_status: int, raw: bytes,
         return ApiError("invalid_response", f"HTTP {http_status}: body has no data",
                         http_status)
     try:
-        return parse(body["data"])
+        return parse(body if whole_body else body["data"])
     except ValueError as exc:
         return ApiError("invalid_response", f"HTTP {http_status}: {exc}", http_status)
 
@@ -268,7 +270,8 @@ class UnpodClient:
                               (token, space_token or ""))
 
     async def get(self, path: str, token: str, org: str | None, params: dict[str, str] | None,
-                  parse: Callable[[object], T], secrets: tuple[str, ...]) -> ApiResponse[T]:
+                  parse: Callable[[object], T], secrets: tuple[str, ...], *,
+                  whole_body: bool = False) -> ApiResponse[T]:
         """One GET of an enveloped endpoint; never raises, never leaks ``secrets``."""
         headers = {"Authorization": f"{self._auth_scheme} {token}", "User-Agent": USER_AGENT,
                    "Accept": "application/json"}
@@ -295,7 +298,7 @@ class UnpodClient:
                 if resp.status == 401 and "WWW-Authenticate" in resp.headers:
                     challenge = _clip(resp.headers["WWW-Authenticate"])[:80]
                 raw = await _read_limited(resp, self._max_body)
-                outcome = interpret(resp.status, raw, parse)
+                outcome = interpret(resp.status, raw, parse, whole_body)
         except _BodyTooLarge as exc:
             outcome = ApiError("invalid_response", f"response body too large ({exc})")
         except TimeoutError:

@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakebacklog import FakeBacklog
+
 ORG_WIDE = None  # the space_token key of an org-wide target
 
 
@@ -145,6 +147,7 @@ class FakeUnpod:
         self.space_names: dict[str, list[tuple[str, str]]] = {}
         self.list_faults: dict[str, Fault] = {}  # "organizations" or "spaces:ORG"
         self.list_requests: list[tuple[str, str | None]] = []
+        self.backlog = FakeBacklog(self._backlog_refusal)  # runs, run tasks, agent tasks
 
     # --- programming -----------------------------------------------------------------------
 
@@ -208,6 +211,13 @@ class FakeUnpod:
         if token not in self.tokens:
             return FAULTS["invalid_token"]
         return None
+
+    def _backlog_refusal(self, request: web.Request) -> web.Response | None:
+        """The runs and tasks views authenticate like the analytics view (Token or JWT)."""
+        refused = self._authenticate(request, self.schemes)
+        if refused is None:
+            return None
+        return web.json_response(refused.body, status=refused.status, headers=refused.headers)
 
     async def analytics(self, request: web.Request) -> web.StreamResponse:
         org = request.headers.get("Org-Handle")
@@ -289,4 +299,5 @@ class FakeUnpod:
         app.router.add_get("/api/v2/platform/organisation/analytics/", self.analytics)
         app.router.add_get("/api/v2/platform/organizations/", self.organizations)
         app.router.add_get("/api/v2/platform/spaces/", self.spaces)
+        self.backlog.routes(app, "/api/v2/platform")
         return app

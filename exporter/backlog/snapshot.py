@@ -1,0 +1,53 @@
+"""The backlog of one space as the last scan saw it: immutable, replaced whole by each scan,
+so that a scrape never sees half of one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from exporter.client import REASONS
+
+_NO_ERRORS = tuple(0 for _ in REASONS)
+
+
+@dataclass(frozen=True)
+class BacklogSnapshot:
+    open_runs: int
+    tasks: tuple[tuple[str, int], ...]  # by status: the known ones first, then others sorted
+    oldest_pending: float | None  # Unix time: ``created`` of the oldest pending task
+    oldest_in_progress: float | None  # ``last_status_change`` of the longest in progress
+    overdue_scheduled: int | None  # None: the agent lists behind it were not all read
+    retried: int | None
+    complete: bool  # the per-scan cap cut nothing short
+    ignored_statuses: int = 0  # dropped by the name rule or the cap
+
+
+@dataclass(frozen=True)
+class BacklogState:
+    """A space's scans: the last good snapshot, when it was taken, failures by reason."""
+
+    snapshot: BacklogSnapshot | None = None
+    last_success: float | None = None  # Unix time
+    errors: tuple[int, ...] = _NO_ERRORS  # per reason, in REASONS order
+    last_error: str | None = None  # the reason of the last failed scan, None after a success
+    requests: int = 0  # of the last scan, for the cost estimate
+
+
+def succeeded(state: BacklogState, snapshot: BacklogSnapshot, now: float,
+              requests: int) -> BacklogState:
+    return replace(state, snapshot=snapshot, last_success=now, last_error=None,
+                   requests=requests)
+
+
+def failed(state: BacklogState, reason: str, requests: int) -> BacklogState:
+    """A failed scan keeps the last snapshot (withdrawn only when it grows stale)."""
+    errors = list(state.errors)
+    errors[REASONS.index(reason)] += 1
+    return replace(state, errors=tuple(errors), last_error=reason, requests=requests)
+
+
+def visible(state: BacklogState, now: float, stale_after: float) -> BacklogSnapshot | None:
+    """The snapshot to export, or None once the last successful scan is too old."""
+    if state.snapshot is None or state.last_success is None:
+        return None
+    return state.snapshot if now - state.last_success <= stale_after else None
