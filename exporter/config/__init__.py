@@ -49,7 +49,11 @@ from exporter.config.loader import (
 from exporter.config.model import Config
 from exporter.config.orgs import OrgConfig, SpaceConfig
 from exporter.config.poll import PollConfig
+from exporter.config.section import mapping
 from exporter.config.sources import TOKEN_KINDS, TokenKind, TokenSource
+
+# Kept while exporter/webhook/settings.py imports it; a section module uses parse_section.
+_mapping = mapping
 
 __all__ = [
     "AUTH_SCHEMES",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -74,7 +75,7 @@ def keys(names: tuple[str, ...], read: Callable[[Mapping[str, Any], str], T | No
     return cast(T, _field(Reader(names, reader), default))
 
 
-def mapping(value: object, key: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+def mapping(value: object, key: str, allowed: AbstractSet[str]) -> Mapping[str, Any]:
     """A mapping whose keys are all ``allowed``; null is an empty mapping."""
     if value is None:
         return {}
