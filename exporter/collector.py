@@ -10,6 +10,7 @@ from prometheus_client.samples import Sample
 
 from exporter import __version__
 from exporter.analytics import Analytics
+from exporter.backlog.metrics import BACKLOG_FAMILIES, backlog_samples
 from exporter.client import REASONS
 from exporter.store import SnapshotStore, TargetState
 from exporter.targets import ORG_WIDE, Target
@@ -41,6 +42,7 @@ TARGET_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("unpod_poll_duration_seconds", "gauge", "Duration of the last poll of the target in seconds."),
     ("unpod_poll_errors", "counter",
      "Failed polls of the target by final reason (retries not counted separately)."),
+    *BACKLOG_FAMILIES,
 )
 _KIND_AND_HELP = {name: (kind, doc) for name, kind, doc in TARGET_FAMILIES}
 
@@ -123,7 +125,8 @@ def target_samples(store: SnapshotStore, state: TargetState,
     analytics = store.fresh_analytics(state, now)
     samples = [] if analytics is None else _analytics_samples(analytics,
                                                               state.progress_timestamp)
-    return samples + _health_samples(state), analytics is not None
+    backlog = backlog_samples(state.backlog, now, store.backlog_stale_after)
+    return samples + _health_samples(state) + backlog, analytics is not None
 
 
 def _add_target(out: _Families, store: SnapshotStore, state: TargetState, now: float) -> None:

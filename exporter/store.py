@@ -6,12 +6,14 @@ a frozen ``TargetState`` as a whole, so a scrape never sees half of one poll.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from exporter.analytics import Analytics, NoData
+from exporter.backlog.snapshot import BacklogState
 from exporter.client import REASONS, ApiError
 from exporter.targets import Target
 
@@ -32,6 +34,7 @@ class TargetState:
     no_data: bool = False  # the last successful answer was ``data: null``
     last_polled: float | None = None  # Unix time of the last successful request (last_success
     # also moves when change-driven polling confirms the target without one)
+    backlog: BacklogState | None = None  # the backlog scan's, for the spaces it scans
 
     @property
     def shape(self) -> str:
@@ -73,6 +76,8 @@ class SnapshotStore:
         self.generation = 0
         self.discovery_success: dict[str, bool] = {}
         self.discovery_success_time: dict[str, float] = {}
+        self.backlog_stale_after = math.inf  # seconds after its last success a backlog goes
+        # (backlog.interval as stretched + poll.max_staleness; set by the scan)
 
     # --- targets ---------------------------------------------------------------------------
 
@@ -135,6 +140,13 @@ class SnapshotStore:
         self._states[target.key] = after
         self._changed(target.key)
         return Transition(before, after)
+
+    def set_backlog(self, key: tuple[str, str], backlog: BacklogState | None) -> None:
+        """Replace a space's backlog state (the same one again: re-render, it went stale)."""
+        before = self._states.get(key)
+        if before is not None:
+            self._states[key] = replace(before, backlog=backlog)
+            self._changed(key)
 
     def _changed(self, key: tuple[str, str]) -> None:
         for listener in self.listeners:

@@ -33,17 +33,26 @@ class BacklogState:
     requests: int = 0  # of the last scan, for the cost estimate
 
 
-def succeeded(state: BacklogState, snapshot: BacklogSnapshot, now: float,
-              requests: int) -> BacklogState:
+def _counted(errors: tuple[int, ...], reason: str | None) -> tuple[int, ...]:
+    if reason is None:
+        return errors
+    counts = list(errors)
+    counts[REASONS.index(reason)] += 1
+    return tuple(counts)
+
+
+def succeeded(state: BacklogState, snapshot: BacklogSnapshot, now: float, requests: int,
+              agent_error: str | None = None) -> BacklogState:
+    """A scan that saw its space; an agent list that failed (its figures left out) still
+    counts as an error of that reason."""
     return replace(state, snapshot=snapshot, last_success=now, last_error=None,
-                   requests=requests)
+                   requests=requests, errors=_counted(state.errors, agent_error))
 
 
 def failed(state: BacklogState, reason: str, requests: int) -> BacklogState:
     """A failed scan keeps the last snapshot (withdrawn only when it grows stale)."""
-    errors = list(state.errors)
-    errors[REASONS.index(reason)] += 1
-    return replace(state, errors=tuple(errors), last_error=reason, requests=requests)
+    return replace(state, errors=_counted(state.errors, reason), last_error=reason,
+                   requests=requests)
 
 
 def visible(state: BacklogState, now: float, stale_after: float) -> BacklogSnapshot | None:

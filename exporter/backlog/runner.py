@@ -1,0 +1,181 @@
+"""The backlog scan's loop: which spaces are due, a few scans at once, their results into the
+store, and backlogs withdrawn once their last success is too old.
+
+A slow loop by design: each space is scanned at most every ``interval`` (stretched to what the
+analytics polls leave of the budget), its requests go through the request gate at the lowest
+priority (``Fetch``), and at most ``SCANS_AT_ONCE`` spaces are scanned at a time, so that a
+space with a long backlog never holds the others' connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from exporter.backlog.policy import FIRST_ESTIMATE, mean_requests, scan_interval, stale_after
+from exporter.backlog.scan import Fetch, ScanResult, ScanSettings, scan_space
+from exporter.backlog.snapshot import BacklogState, failed, succeeded, visible
+from exporter.store import SnapshotStore
+from exporter.targets import Target
+
+log = logging.getLogger("unpod_exporter.backlog")
+Key = tuple[str, str]
+SCANS_AT_ONCE = 2
+WATCH_GRAIN = 1.0  # seconds between two looks at staleness while nothing is due
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """The ``backlog:`` settings the loop runs with."""
+
+    interval: float
+    page_size: int
+    max_requests: int
+    max_staleness: float
+
+
+class BacklogScanner:
+    def __init__(self, store: SnapshotStore, fetch_for: Callable[[Target], Fetch],
+                 is_secret: Callable[[str], bool], *, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._fetch_for = fetch_for
+        self._is_secret = is_secret
+        self._clock = clock
+        self._monotonic = monotonic
+        self._plan = ScanPlan(600.0, 50, 20, 300.0)
+        self._spaces: dict[Key, Target] = {}
+        self._due: dict[Key, float] = {}
+        self._inflight: dict[Key, asyncio.Task[None]] = {}
+        self._shown: set[Key] = set()  # spaces whose backlog figures are on /metrics
+        self._spare: tuple[float | None, float | None] = (None, None)
+        self._per_scan: float | None = None
+        self.interval = self._plan.interval  # effective: stretched to the spare budget
+        self._wake = asyncio.Event()
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def configure(self, plan: ScanPlan, spaces: Iterable[Target]) -> None:
+        """Adopt the settings and the spaces to scan: new ones are due now, the others keep
+        their next time; a space no longer scanned loses its backlog series at once."""
+        self._plan = plan
+        fresh = {target.key: target for target in spaces}
+        for key in set(self._spaces) - set(fresh):
+            self._due.pop(key, None)
+            self._shown.discard(key)
+            self._store.set_backlog(key, None)
+        now = self._monotonic()
+        for key in fresh:
+            self._due.setdefault(key, now)
+        self._spaces = fresh
+        self._restretch()
+
+    def set_spare(self, per_minute: float | None, per_day: float | None) -> None:
+        """What the analytics polls leave of the budget (None: no cap)."""
+        self._spare = (per_minute, per_day)
+        self._restretch()
+
+    def _restretch(self) -> None:
+        per_scan = self._per_scan if self._per_scan is not None else FIRST_ESTIMATE
+        interval = scan_interval(self._plan.interval, len(self._spaces), per_scan, *self._spare)
+        if interval != self.interval:
+            log.debug("backlog interval", extra={"fields": {
+                "interval": f"{interval:.0f}s", "requests_per_scan": f"{per_scan:.1f}"}})
+        self.interval = interval
+        self._store.backlog_stale_after = stale_after(interval, self._plan.max_staleness)
+        self._wake.set()
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = self._monotonic()
+            self._withdraw_stale()
+            for key in sorted(self._due, key=self._due.__getitem__):
+                if len(self._inflight) >= SCANS_AT_ONCE or self._due[key] > now:
+                    break
+                if key not in self._inflight:
+                    self._start(self._spaces[key], now)
+            self._wake.clear()
+            waiting = [due for key, due in self._due.items() if key not in self._inflight]
+            wake_at = min([now + WATCH_GRAIN, *waiting]) if len(self._inflight) < SCANS_AT_ONCE \
+                else now + WATCH_GRAIN
+            timer = loop.call_later(max(0.0, wake_at - now), self._wake.set)
+            await self._wake.wait()
+            timer.cancel()
+
+    def _start(self, target: Target, now: float) -> None:
+        self._due[target.key] = now + self.interval
+        task = asyncio.create_task(self._scan(target), name=f"backlog {target.describe()}")
+        self._inflight[target.key] = task
+        task.add_done_callback(functools.partial(self._forget, target.key))
+
+    def _forget(self, key: Key, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(key, None)
+        self._wake.set()
+
+    async def stop(self) -> None:
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _withdraw_stale(self) -> None:
+        now = self._clock()
+        for key in list(self._shown):
+            state = self._store.get(key)
+            backlog = state.backlog if state is not None else None
+            if backlog is None or visible(backlog, now, self._store.backlog_stale_after) is None:
+                self._shown.discard(key)
+                self._store.set_backlog(key, backlog)  # re-rendered without its figures
+
+    # --- one scan --------------------------------------------------------------------------
+
+    async def _scan(self, target: Target) -> None:
+        plan = self._plan
+        settings = ScanSettings(plan.page_size, plan.max_requests, self._is_secret)
+        try:
+            assert target.space_token is not None  # only spaces are scanned
+            result = await scan_space(self._fetch_for(target), target.space_token, settings,
+                                      self._clock())
+        except Exception:  # a bug must not stop the loop; it shows in the log instead
+            log.exception("backlog scan crashed", extra={"fields": {
+                "org": target.org, "space": target.space}})
+            return
+        self._record(target, result)
+
+    def _record(self, target: Target, result: ScanResult) -> None:
+        if result.skipped:
+            return  # no budget in time: nothing sent is nothing to tell
+        state = self._store.get(target.key)
+        if state is None or target.key not in self._spaces:
+            return  # removed meanwhile
+        before = state.backlog or BacklogState()
+        fields: dict[str, object] = {"org": target.org, "space": target.space,
+                                     "requests": result.requests}
+        if result.snapshot is None:
+            assert result.error is not None
+            after = failed(before, result.error.reason, result.requests)
+            if before.last_error is None:
+                log.warning("backlog scan failed", extra={"fields": {
+                    **fields, "reason": result.error.reason,
+                    "http_status": result.error.http_status}})
+        else:
+            agent_error = result.agent_error.reason if result.agent_error else None
+            after = succeeded(before, result.snapshot, self._clock(), result.requests,
+                              agent_error)
+            if before.last_error is not None:
+                log.info("backlog scan recovered", extra={"fields": fields})
+            log.debug("backlog scanned", extra={"fields": {
+                **fields, "open_runs": result.snapshot.open_runs,
+                "complete": result.snapshot.complete,
+                "agent_lists": "failed" if result.agent_error else "read"}})
+            self._shown.add(target.key)
+        self._store.set_backlog(target.key, after)
+        self._per_scan = mean_requests(self._per_scan, result.requests)
+        self._restretch()

@@ -1,0 +1,182 @@
+"""The backlog loop against the fake API: scans into the store, series through the collector
+and the cached exposition, withdrawal when stale, and nothing personal in any log line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.app import make_registry
+from exporter.backlog.parse import MAX_BODY_BYTES
+from exporter.backlog.runner import BacklogScanner, ScanPlan
+from exporter.backlog.scan import Endpoint, Fetch
+from exporter.client import REASONS, ApiResponse, UnpodClient
+from exporter.collector import UnpodCollector
+from exporter.config import TokenSource
+from exporter.exposition import ExpositionCache
+from exporter.store import SnapshotStore
+from exporter.targets import Target
+from tests.conftest import TOKEN, parse_metrics, value, wait_for
+from tests.fakeapi import FakeUnpod
+from tests.fakebacklog import PERSONAL
+
+T = TypeVar("T")
+SOURCE = TokenSource("token", TOKEN, "api.token")
+STUCK = Target("acme", "survey", "sp_stuck_9d1c", SOURCE, 60.0)
+BUSY = Target("acme", "sales", "sp_busy_77ab", SOURCE, 60.0)
+
+
+class World:
+    def __init__(self, fake: FakeUnpod, client: UnpodClient) -> None:
+        self.fake = fake
+        self.client = client
+        self.now = time.time()
+        self.store = SnapshotStore(300.0, clock=lambda: self.now)
+        self.store.set_targets([STUCK, BUSY])
+        self.scanner = BacklogScanner(self.store, self.fetch_for, lambda _: False,
+                                      clock=lambda: self.now)
+
+    def fetch_for(self, target: Target) -> Fetch:
+        async def fetch(endpoint: Endpoint, path: str, params: Mapping[str, str],
+                        parse: Callable[[object], T]) -> ApiResponse[T] | None:
+            return await self.client.get(path, TOKEN, target.org, dict(params), parse,
+                                         (TOKEN, target.space_token or ""), whole_body=True)
+        return fetch
+
+    def metrics(self) -> dict[Any, float]:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(UnpodCollector(self.store))
+        return parse_metrics(generate_latest(registry).decode())
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    fake = FakeUnpod()
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as session:
+        client = UnpodClient(session, str(server.make_url("/api/v2/platform")), 5.0,
+                             MAX_BODY_BYTES)
+        world = World(fake, client)
+        task = asyncio.create_task(world.scanner.run())
+        yield world
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await world.scanner.stop()
+    await server.close()
+
+
+def seed(world: World) -> None:
+    backlog = world.fake.backlog
+    backlog.add_run(STUCK.space_token or "", ["pending"] * 40, created=world.now - 7200,
+                    run_status="pending", assignee="agent-survey")
+    backlog.add_run(BUSY.space_token or "", ["completed"] * 5 + ["in_progress", "pending"],
+                    created=world.now - 300, last_status_change=world.now - 120,
+                    assignee="agent-sales")
+
+
+async def scanned(world: World, *targets: Target) -> None:
+    def done() -> bool:
+        states = [world.store.get(t.key) for t in targets]
+        return all(s is not None and s.backlog is not None for s in states)
+    await wait_for(done, what="a scan of every space")
+
+
+async def test_scans_become_series_of_their_space(world):
+    seed(world)
+    world.scanner.configure(ScanPlan(600.0, 50, 20, 300.0), [STUCK, BUSY])
+    await scanned(world, STUCK, BUSY)
+    series = world.metrics()
+    stuck, busy = {"org": "acme", "space": "survey"}, {"org": "acme", "space": "sales"}
+    assert value(series, "unpod_backlog_open_runs", **stuck) == 1
+    assert value(series, "unpod_backlog_tasks", **stuck, status="pending") == 40
+    assert value(series, "unpod_backlog_tasks", **stuck, status="in_progress") == 0
+    assert value(series, "unpod_backlog_oldest_pending_timestamp_seconds",
+                 **stuck) == pytest.approx(world.now - 7200, abs=1)
+    assert value(series, "unpod_backlog_oldest_in_progress_timestamp_seconds", **stuck) is None
+    assert value(series, "unpod_backlog_oldest_in_progress_timestamp_seconds",
+                 **busy) == pytest.approx(world.now - 120, abs=1)
+    assert value(series, "unpod_backlog_scan_complete", **busy) == 1
+    assert value(series, "unpod_backlog_retried_tasks", **busy) == 0
+    assert value(series, "unpod_backlog_scan_last_success_timestamp_seconds",
+                 **busy) == world.now
+    for reason in REASONS:  # pre-initialised, as the poll errors are
+        assert value(series, "unpod_backlog_scan_errors_total", **busy, reason=reason) == 0
+
+
+async def test_the_cached_exposition_renders_them_too(world):
+    seed(world)
+    cache = ExpositionCache(world.store, make_registry(world.store, targets=False))
+    world.scanner.configure(ScanPlan(600.0, 50, 20, 300.0), [STUCK])
+    await scanned(world, STUCK)
+    text = (await cache.get(False)).text.decode()
+    assert "# TYPE unpod_backlog_scan_errors_total counter" in text
+    series = parse_metrics(text)
+    assert value(series, "unpod_backlog_tasks", org="acme", space="survey",
+                 status="pending") == 40
+
+
+async def test_a_failing_space_keeps_its_figures_until_stale_then_loses_them(world):
+    seed(world)
+    world.scanner.configure(ScanPlan(0.05, 50, 20, 10.0), [STUCK])
+    await scanned(world, STUCK)
+    world.fake.tokens = {"rotated-away"}  # every scan now fails with 401
+    labels = {"org": "acme", "space": "survey"}
+
+    def errors() -> float:
+        return value(world.metrics(), "unpod_backlog_scan_errors_total", **labels,
+                     reason="unauthorized") or 0
+    await wait_for(lambda: errors() >= 2, what="failed scans")
+    assert value(world.metrics(), "unpod_backlog_open_runs", **labels) == 1  # kept
+    world.now += 10.05 + 1  # past interval + max_staleness
+    await wait_for(lambda: value(world.metrics(), "unpod_backlog_open_runs", **labels) is None,
+                   what="withdrawal")
+    assert value(world.metrics(), "unpod_backlog_scan_last_success_timestamp_seconds",
+                 **labels) is None
+    assert errors() >= 2  # the counter stays
+
+
+async def test_a_space_no_longer_scanned_loses_its_series(world):
+    seed(world)
+    world.scanner.configure(ScanPlan(600.0, 50, 20, 300.0), [STUCK, BUSY])
+    await scanned(world, STUCK, BUSY)
+    world.scanner.configure(ScanPlan(600.0, 50, 20, 300.0), [BUSY])
+    names = {name for name, labels in world.metrics() if dict(labels).get("space") == "survey"}
+    assert not {n for n in names if n.startswith("unpod_backlog")}
+
+
+async def test_scans_wait_for_their_interval(world):
+    seed(world)
+    world.scanner.configure(ScanPlan(600.0, 50, 20, 300.0), [STUCK])
+    await scanned(world, STUCK)
+    sent = world.fake.backlog.count()
+    await asyncio.sleep(0.3)
+    assert world.fake.backlog.count() == sent
+
+
+async def test_nothing_personal_in_any_log_line(world, caplog):
+    caplog.set_level(logging.DEBUG)
+    seed(world)
+    world.fake.backlog.faults["agent:agent-sales"] = lambda: web.json_response(
+        {"message": f"Agent not found for {PERSONAL[1]}"}, status=404)
+    world.scanner.configure(ScanPlan(0.05, 50, 20, 300.0), [STUCK, BUSY])
+    await scanned(world, STUCK, BUSY)
+    world.fake.tokens = set()
+    await wait_for(lambda: any("backlog scan failed" in r.getMessage() for r in caplog.records),
+                   what="a failure logged")
+    # aiohttp.access here is the fake API's own access log (the server side), not ours
+    lines = [r.getMessage() + repr(getattr(r, "fields", {})) for r in caplog.records
+             if r.name != "aiohttp.access"]
+    assert any("backlog scanned" in line for line in lines)
+    for line in lines:
+        for secret in (*PERSONAL, TOKEN, STUCK.space_token, BUSY.space_token):
+            assert secret not in line, line
