@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import trustme
 import yaml
@@ -20,6 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
+from exporter.backlog.parse import MAX_BODY_BYTES
+from exporter.client import UnpodClient
 from exporter.config import parse_config_text
 from exporter.listener import run_web
 from exporter.webconfig import WebConfigWatcher
@@ -68,6 +71,20 @@ async def fake_api() -> AsyncIterator[tuple[FakeUnpod, str]]:
     await server.start_server()
     try:
         yield fake, str(server.make_url("/api/v2/platform"))
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def backlog_api() -> AsyncIterator[tuple[FakeUnpod, UnpodClient]]:
+    """The fake API, and a client of it with the backlog scan's 8 MiB answer bound."""
+    fake = FakeUnpod()
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield fake, UnpodClient(session, str(server.make_url("/api/v2/platform")), 5.0,
+                                    MAX_BODY_BYTES)
     finally:
         await server.close()
 

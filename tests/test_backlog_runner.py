@@ -9,14 +9,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
-import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.app import make_registry
-from exporter.backlog.parse import MAX_BODY_BYTES
 from exporter.backlog.runner import BacklogScanner, ScanPlan
 from exporter.backlog.scan import Endpoint, Fetch
 from exporter.client import REASONS, ApiResponse, UnpodClient
@@ -59,20 +56,13 @@ class World:
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[World]:
-    fake = FakeUnpod()
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    async with aiohttp.ClientSession() as session:
-        client = UnpodClient(session, str(server.make_url("/api/v2/platform")), 5.0,
-                             MAX_BODY_BYTES)
-        world = World(fake, client)
-        task = asyncio.create_task(world.scanner.run())
-        yield world
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await world.scanner.stop()
-    await server.close()
+async def world(backlog_api: tuple[FakeUnpod, UnpodClient]) -> AsyncIterator[World]:
+    world = World(*backlog_api)
+    task = asyncio.create_task(world.scanner.run())
+    yield world
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await world.scanner.stop()
 
 
 def seed(world: World) -> None:

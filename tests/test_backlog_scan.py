@@ -5,13 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from exporter.backlog.parse import MAX_BODY_BYTES
 from exporter.backlog.scan import Endpoint, ScanResult, ScanSettings, scan_space
@@ -47,15 +45,8 @@ class Scanner:
 
 
 @pytest.fixture
-async def scanner() -> AsyncIterator[Scanner]:
-    fake = FakeUnpod()
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    async with aiohttp.ClientSession() as session:
-        client = UnpodClient(session, str(server.make_url("/api/v2/platform")), 5.0,
-                             MAX_BODY_BYTES)
-        yield Scanner(fake, client)
-    await server.close()
+def scanner(backlog_api: tuple[FakeUnpod, UnpodClient]) -> Scanner:
+    return Scanner(*backlog_api)
 
 
 def no_forbidden_parameters(scanner: Scanner) -> None:

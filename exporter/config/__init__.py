@@ -36,6 +36,7 @@ Adding a section (say ``backlog:``):
 """
 
 from exporter.config.api import AUTH_SCHEMES, DEFAULT_BASE_URL, ApiConfig, ApiTlsConfig
+from exporter.config.backlog import BacklogConfig
 from exporter.config.discovery import DiscoveryConfig, NameFilter
 from exporter.config.fields import ConfigError, parse_duration
 from exporter.config.loader import (
@@ -62,6 +63,7 @@ __all__ = [
     "TOKEN_KINDS",
     "ApiConfig",
     "ApiTlsConfig",
+    "BacklogConfig",
     "Config",
     "ConfigError",
     "DiscoveryConfig",

@@ -94,6 +94,19 @@ def at_least(minimum: int) -> Callable[[object, str], int]:
     return parse
 
 
+def between(minimum: int, maximum: int) -> Callable[[object, str], int]:
+    """An integer from ``minimum`` to ``maximum``, both included."""
+    lower = at_least(minimum)
+
+    def parse(value: object, key: str) -> int:
+        number = lower(value, key)
+        if number > maximum:
+            raise ConfigError(f"{key}: must be at most {maximum}, got {number}")
+        return number
+
+    return parse
+
+
 def boolean(value: object, key: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{key}: expected true or false, got {type_name(value)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporter.config.api import ApiConfig
+from exporter.config.backlog import BacklogConfig
 from exporter.config.discovery import DiscoveryConfig, NameFilter
 from exporter.config.orgs import OrgConfig
 from exporter.config.poll import PollConfig
@@ -21,6 +22,7 @@ class Config:
     poll: PollConfig = option(PollConfig(), section(PollConfig))
     orgs: tuple[OrgConfig, ...] = option((), list_of(OrgConfig))
     discovery: DiscoveryConfig | None = option(None, optional_section(DiscoveryConfig))
+    backlog: BacklogConfig = option(BacklogConfig(), section(BacklogConfig))
 
     def space_filter(self, org: OrgConfig | None) -> NameFilter | None:
         """The filter for discovering this org's spaces (None: do not discover them)."""
@@ -38,6 +40,10 @@ class Config:
 
     def interval_for(self, org: OrgConfig) -> float:
         return org.interval or self.poll.interval
+
+    def scans_backlog(self, org: OrgConfig | None) -> bool:
+        """Whether the backlog scan covers this org's spaces (None: a discovered org)."""
+        return self.backlog.enabled and (org is None or org.backlog)
 
     def discovers_orgs(self) -> bool:
         return self.discovery is not None and self.discovery.orgs is not None

@@ -29,3 +29,4 @@ class OrgConfig:
     spaces: tuple[SpaceConfig, ...] = option((), list_of(SpaceConfig))
     # None: as discovery.spaces says
     discover_spaces: NameFilter | bool | None = option(None, name_filter)
+    backlog: bool = option(True, boolean)  # false: no backlog scan of this org's spaces
