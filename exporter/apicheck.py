@@ -6,7 +6,6 @@ failed and which config key to look at. No token or space token is ever printed.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,9 +16,8 @@ from exporter.analytics import Analytics, NoData
 from exporter.client import ApiError, ApiResponse, UnpodClient, close_quietly, environment_proxy
 from exporter.config import Config, TokenSource
 from exporter.discovery import ORGS_PATH, SPACES_PATH, parse_orgs, parse_spaces, refused_scheme
-from exporter.poller import Poller
+from exporter.gate import RequestGate
 from exporter.sharding import Shard
-from exporter.store import SnapshotStore
 from exporter.targets import ORG_WIDE, Discovered, Target, build_targets
 from exporter.tokens import TokenReader
 
@@ -132,26 +130,27 @@ def render(rows: list[Row]) -> str:
 
 
 class ApiCheck:
-    """The requests of one check, sent through a Poller's budget and concurrency."""
+    """The requests of one check, sent through a request gate with the config's budget and
+    concurrency, as the running exporter would send them."""
 
     def __init__(self, config: Config, client: UnpodClient) -> None:
         self.config = config
+        self.client = client
         self.tokens = TokenReader()
         api = config.api
-        self.poller = Poller(client, SnapshotStore(config.poll.max_staleness), self.tokens,
-                             config.poll.concurrency, api.max_requests_per_minute,
-                             api.max_requests_per_day)
+        self.gate = RequestGate(concurrency=config.poll.concurrency,
+                                per_minute=api.max_requests_per_minute,
+                                per_day=api.max_requests_per_day)
 
     async def _send(self, source: TokenSource,
                     request: Callable[[str], Awaitable[ApiResponse[R]]]) -> ApiResponse[R]:
-        response = await self.poller.send(self.poller.budget(source), math.inf,
-                                          lambda: request(self.tokens.get(source)))
+        response = await self.gate.send(source, lambda: request(self.tokens.get(source)))
         assert response is not None  # no deadline: it waits for the budget
         return response
 
     async def _list(self, path: str, org: str | None,
                     parse: Callable[[object], object]) -> ApiResponse[object]:
-        return await self._send(self.config.api.token, lambda token: self.poller.client.get(
+        return await self._send(self.config.api.token, lambda token: self.client.get(
             path, token, org, None, parse, (token,)))
 
     async def discover(self, rows: list[Row]) -> Discovered:
@@ -184,8 +183,8 @@ class ApiCheck:
         return Discovered(orgs, spaces)
 
     async def target(self, target: Target) -> Row:
-        response = await self._send(target.token, lambda token: self.poller.client
-                                    .fetch_analytics(target.org, token, target.space_token))
+        response = await self._send(target.token, lambda token: self.client.fetch_analytics(
+            target.org, token, target.space_token))
         return target_row(self.config, target, response)
 
 

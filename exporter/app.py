@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from collections.abc import Callable
 
 import aiohttp
@@ -13,13 +12,16 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from exporter.budget import RequestBudget, spare, stretch_intervals
 from exporter.client import UnpodClient, close_quietly, environment_proxy
+from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.collector import UnpodCollector
 from exporter.config import ApiTlsConfig, Config, ConfigError, TokenSource
 from exporter.discovery import Discoverer
 from exporter.exposition import ExpositionCache
 from exporter.files import file_version
 from exporter.freshness import Freshness
+from exporter.gate import RequestGate
 from exporter.poller import Poller
+from exporter.scheduler import Scheduler
 from exporter.server import make_app
 from exporter.sharding import Shard
 from exporter.store import SnapshotStore
@@ -50,8 +52,9 @@ class Exporter:
                  config_loader: Callable[[], Config] | None = None,
                  enable_lifecycle: bool = False,
                  web_config: WebConfigWatcher | None = None,
-                 shard: Shard | None = None) -> None:
+                 shard: Shard | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
+        self.clock = clock
         self.shard = shard or Shard()
         self._discovered = Discovered()
         self._targets: tuple[Target, ...] = ()
@@ -68,6 +71,10 @@ class Exporter:
         self._staleness_task: asyncio.Task[None] | None = None
         self.tokens = TokenReader()
         self._session: aiohttp.ClientSession | None = None
+        self._api: UnpodClient | None = None
+        self.freshness = Freshness()
+        self._gate: RequestGate | None = None
+        self._scheduler: Scheduler | None = None
         self._poller: Poller | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._ready = False
@@ -86,7 +93,7 @@ class Exporter:
         if self._stopping:
             return False
         if not self._ready:
-            self._ready = (self._poller is not None and not self._discovery_pending
+            self._ready = (self._scheduler is not None and not self._discovery_pending
                            and self.store.ready)
         return self._ready
 
@@ -94,6 +101,22 @@ class Exporter:
     def poller(self) -> Poller:
         assert self._poller is not None, "start() first"
         return self._poller
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """When each target is due; ``make_due`` puts targets first in line now."""
+        assert self._scheduler is not None, "start() first"
+        return self._scheduler
+
+    @property
+    def gate(self) -> RequestGate:
+        """Every request to the API passes here (budgets, slots, priorities)."""
+        assert self._gate is not None, "start() first"
+        return self._gate
+
+    def _current_client(self) -> UnpodClient:
+        assert self._api is not None, "start() first"
+        return self._api
 
     def _client(self, session: aiohttp.ClientSession, config: Config) -> UnpodClient:
         api = config.api
@@ -119,11 +142,18 @@ class Exporter:
         # aiohttp's trust_env looks them up in a thread on every request, tripling the time
         # a round of polls takes.
         self._session = aiohttp.ClientSession(connector=connector)
-        self._poller = Poller(self._client(self._session, config), self.store, self.tokens,
-                              config.poll.concurrency, freshness=Freshness())
-        self._discoverer = Discoverer(self._poller, self.tokens, self.store)
+        self._api = self._client(self._session, config)
+        clock = self.clock
+        self._gate = RequestGate(concurrency=config.poll.concurrency, clock=clock)
+        self._scheduler = Scheduler(refresh_at=self.freshness.refresh_at, clock=clock)
+        self._poller = Poller(gate=self._gate, client=self._current_client, store=self.store,
+                              tokens=self.tokens, scheduler=self._scheduler,
+                              freshness=self.freshness, clock=clock)
+        self._discoverer = Discoverer(gate=self._gate, client=self._current_client,
+                                      tokens=self.tokens, store=self.store)
         self._apply(config, announce=True)
-        self._loop_task = asyncio.create_task(self._poller.run(), name="poller")
+        self._loop_task = asyncio.create_task(self._scheduler.run(self._poller.start),
+                                              name="scheduler")
         self._staleness_task = asyncio.create_task(self._watch_staleness(), name="staleness")
         self._start_discovery()
         log.info("polling started", extra={"fields": {
@@ -137,7 +167,7 @@ class Exporter:
         while True:
             await asyncio.sleep(self._tick)
             self.exposition.check_staleness()
-            if self._capped and self.poller.freshness.demand_version != self._demand_version:
+            if self._capped and self.freshness.demand_version != self._demand_version:
                 self._restretch()
 
     def _start_discovery(self) -> None:
@@ -174,10 +204,21 @@ class Exporter:
     def _apply(self, config: Config, announce: bool) -> None:
         """Point the poller at a config and the discovered targets: this shard's share of the
         budget, intervals stretched to fit it, targets."""
-        self.poller.set_budget(*self._caps(config))
-        self._targets = build_targets(config, self._discovered, self.shard)
+        self.gate.configure(*self._caps(config))
+        self._targets = targets = build_targets(config, self._discovered, self.shard)
         self.store.max_staleness = config.poll.max_staleness
-        self.poller.set_targets(self._targets, self._stretch(config, announce))
+        self.store.set_targets(targets)
+        self.poller.set_targets(targets)
+        for source in {t.token for t in targets}:
+            self.gate.budget(source)
+        intervals = self._stretch(config, announce)
+        self._export_intervals(intervals)
+        self.scheduler.set_targets(targets, intervals)
+
+    def _export_intervals(self, intervals: dict[str, float]) -> None:
+        self.store.poll_intervals.clear()
+        self.store.poll_intervals.update({t.org: intervals.get(t.org, t.interval)
+                                          for t in self._targets})
 
     def _caps(self, config: Config) -> tuple[float, float | None]:
         """This shard's share of the request budget: per minute (0: none) and per day."""
@@ -187,7 +228,9 @@ class Exporter:
 
     def _restretch(self) -> None:
         """Stretch intervals again for the follow-up demand measured since the last time."""
-        self.poller.set_intervals(self._stretch(self.config, announce=False))
+        intervals = self._stretch(self.config, announce=False)
+        self._export_intervals(intervals)
+        self.scheduler.set_intervals(intervals)
 
     def _stretch(self, config: Config, announce: bool) -> dict[str, float]:
         """The effective per-org intervals under the budget; tells change-driven polling
@@ -195,7 +238,7 @@ class Exporter:
         api, poll, targets = config.api, config.poll, self._targets
         per_minute, per_day = self._caps(config)
         extra = {api.token: self._discovery_demand(config)}
-        freshness = self.poller.freshness
+        freshness = self.freshness
         self._demand_version = freshness.demand_version
         stretches = stretch_intervals(targets, per_minute, per_day, extra,
                                       poll.idle_interval if poll.change_driven else None,
@@ -242,7 +285,7 @@ class Exporter:
         """Poll one current target now; its metrics alone, or why not ("unknown"/"budget").
         A probe that cannot be served from the spare budget at once says so at once."""
         poller = self.poller
-        target = poller.target((org, space))
+        target = self.scheduler.target((org, space))
         if target is None:
             return "unknown"
         blocked = poller.auth_backoff.blocked(target.org, target.token) is not None
@@ -253,7 +296,7 @@ class Exporter:
             allowance.spend()
         async with self._probe_slots:
             outcome = await poller.poll_once(
-                target, deadline=time.monotonic() + self.probe_budget_wait)
+                target, deadline=self.clock.now() + self.probe_budget_wait)
         if outcome is None and not blocked:
             return "budget"
         registry = CollectorRegistry(auto_describe=False)
@@ -271,9 +314,9 @@ class Exporter:
             log.error("config reload failed, keeping the running config",
                       extra={"fields": {"error": str(exc)}})
             return str(exc)
-        self._poller.client = self._client(self._session, config)  # CA files may be new
+        self._api = self._client(self._session, config)  # CA files may be new
         if config.poll.concurrency != self.config.poll.concurrency:
-            self._poller.set_concurrency(config.poll.concurrency)
+            self.gate.set_concurrency(config.poll.concurrency)
         self._poller.auth_backoff.reset()
         self.config = config
         self._apply(config, announce=True)
@@ -288,8 +331,8 @@ class Exporter:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        if self._poller is not None:
-            await self._poller.stop(grace)
+        if self._scheduler is not None:
+            await self._scheduler.stop(grace)
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)

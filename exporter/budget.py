@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from exporter.client import ApiError
+from exporter.client import ApiError, ApiResponse
 from exporter.config import TokenSource
 from exporter.targets import ORG_WIDE, Target
 
@@ -55,7 +55,6 @@ class RequestBudget:
         self._pace = 0.0  # minimum spacing while the API says we are close to its limit
         self._pace_until = 0.0
         self._last = float("-inf")
-        self.waiting = [0, 0, 0]  # requests waiting for this budget, by priority (0 first)
 
     def configure(self, per_minute: float, per_day: float | None) -> None:
         old = {w.span: w for w in self._windows}
@@ -85,6 +84,18 @@ class RequestBudget:
 
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, self.clock() + min(seconds, MAX_PAUSE))
+
+    def observe(self, response: ApiResponse[object]) -> None:
+        """Take what an answer says of the API's limit: a 429 pauses (for its Retry-After,
+        else the limit's reset, else a minute); the rate-limit headers pace or pause."""
+        outcome = response.outcome
+        if isinstance(outcome, ApiError) and outcome.reason == "rate_limited":
+            self.pause(response.retry_after or response.ratelimit_reset
+                       or DEFAULT_RATE_LIMIT_PAUSE)
+        if response.retry_after is not None:
+            return  # the API said exactly how long to wait
+        self.observe_limit(response.ratelimit_remaining, response.ratelimit_limit,
+                           response.ratelimit_reset)
 
     def observe_limit(self, remaining: int | None, limit: int | None,
                       reset: float | None) -> None:

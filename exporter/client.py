@@ -86,11 +86,12 @@ class ApiError:
 
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 @dataclass(frozen=True)
-class ApiResponse(Generic[T]):
-    outcome: T | ApiError
+class ApiResponse(Generic[T_co]):
+    outcome: T_co | ApiError
     ratelimit_remaining: int | None = None
     retry_after: float | None = None  # seconds, from a 429's Retry-After
     ratelimit_limit: int | None = None

@@ -5,12 +5,11 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 
-from exporter.client import ApiError, ApiResponse
+from exporter.client import ApiError, ApiResponse, UnpodClient
 from exporter.config import Config, SpaceConfig
-from exporter.poller import Poller
+from exporter.gate import RequestGate
 from exporter.store import SnapshotStore
 from exporter.targets import Discovered
 from exporter.tokens import TokenReader
@@ -43,8 +42,10 @@ def parse_spaces(data: object) -> tuple[SpaceConfig, ...]:
 class Discoverer:
     """Lists organizations and spaces with the API token, within its request budget."""
 
-    def __init__(self, poller: Poller, tokens: TokenReader, store: SnapshotStore) -> None:
-        self._poller = poller
+    def __init__(self, *, gate: RequestGate, client: Callable[[], UnpodClient],
+                 tokens: TokenReader, store: SnapshotStore) -> None:
+        self._gate = gate
+        self._client = client
         self._tokens = tokens
         self._store = store
         self.last = Discovered()
@@ -52,8 +53,7 @@ class Discoverer:
     async def _get(self, config: Config, path: str, org: str | None,
                    parse: Callable[[object], object]) -> ApiResponse[object]:
         token = self._tokens.get(config.api.token)
-        budget = self._poller.budget(config.api.token)
-        response = await self._poller.send(budget, math.inf, lambda: self._poller.client.get(
+        response = await self._gate.send(config.api.token, lambda: self._client().get(
             path, token, org, None, parse, (token,)))
         assert response is not None  # no deadline: it waits for the budget
         self._store.count_request(org or "", response.outcome, response.ratelimit_remaining)

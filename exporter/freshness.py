@@ -29,13 +29,10 @@ from dataclasses import dataclass, field
 
 from exporter.analytics import Analytics, NoData
 from exporter.client import ApiError
-from exporter.targets import ORG_WIDE, Target
+from exporter.gate import Priority
+from exporter.targets import ORG_WIDE, Target, TargetKey
 
-Key = tuple[str, str]
 Counts = dict[str, int]
-# Who goes first for the request budget: org-wide figures (and every target polled as before),
-# then spaces whose org changed, then spaces refreshed because idle_interval passed.
-FIRST, CHANGED, IDLE = 0, 1, 2
 DEMAND_WEIGHT = 0.5  # how fast a fall of the follow-ups per org-wide poll is believed
 DEMAND_SHIFT = 0.1  # a relative change of demand that is worth stretching intervals again
 REFRESH_MARGIN = 0.05  # of an interval: the idle refresh is sent this much before it is late
@@ -46,10 +43,10 @@ class _Org:
     figures: Analytics | None = None  # the last org-wide snapshot
     healthy: bool = False  # the last org-wide poll succeeded: its figures can be trusted
     changed_at: float = -math.inf  # monotonic time the figures last changed
-    spaces: set[Key] = field(default_factory=set)
+    spaces: set[TargetKey] = field(default_factory=set)
     # the ledger: org-wide changes less the spaces' changes answered since (None: unknown)
     unexplained: Counts | None = None
-    held: list[Key] = field(default_factory=list)  # quiet spaces waiting for the accounting
+    held: list[TargetKey] = field(default_factory=list)  # quiet spaces waiting for the accounting
     released: int = 0  # follow-up polls called for since the last org-wide poll
     demand: float = 0.0  # follow-up polls per org-wide poll, smoothed
     applied: float = 0.0  # the demand the current stretch was computed with
@@ -94,7 +91,7 @@ class Freshness:
         self._intervals: dict[str, float] = {}  # per org: effective interval (stretched)
         self._accounting: frozenset[str] = frozenset()  # orgs whose budget cannot poll all
         self._orgs: dict[str, _Org] = {}
-        self._spaces: dict[Key, _Space] = {}
+        self._spaces: dict[TargetKey, _Space] = {}
 
     def configure(self, enabled: bool, idle_interval: float, targets: Iterable[Target],
                   idle_factors: dict[str, float] | None = None,
@@ -139,25 +136,25 @@ class Freshness:
             org.applied = org.demand
         return {handle: org.demand for handle, org in self._orgs.items() if self.enabled}
 
-    def priority(self, target: Target, now: float) -> int | None:
+    def priority(self, target: Target, now: float) -> Priority | None:
         """The budget priority of a due target's request, or None when the space is confirmed
         by its unchanged org-wide figures (no request)."""
         if not self.enabled or target.space == ORG_WIDE:
-            return FIRST
+            return Priority.FIRST
         org = self._orgs.get(target.org)
         space = self._spaces.get(target.key)
         if org is None or not org.healthy or org.figures is None or space is None:
-            return FIRST  # nothing to compare with: poll as before
+            return Priority.FIRST  # nothing to compare with: poll as before
         if self._pending(org, target.key):
-            return CHANGED
+            return Priority.CHANGED
         refresh = self.refresh_at(target)
-        return IDLE if refresh is not None and now >= refresh else None
+        return Priority.IDLE if refresh is not None and now >= refresh else None
 
     def needs_request(self, target: Target, now: float) -> bool:
         return self.priority(target, now) is not None
 
     def observe(self, target: Target, outcome: Analytics | NoData | ApiError,
-                now: float) -> list[Key]:
+                now: float) -> list[TargetKey]:
         """Take a poll's outcome; returns the spaces to poll now (the org-wide figures
         changed, or the accounting could not explain the change), the active ones first."""
         org = self._orgs.get(target.org)
@@ -206,16 +203,16 @@ class Freshness:
         if abs(org.demand - org.applied) > max(0.5, DEMAND_SHIFT * org.applied):
             self.demand_version += 1
 
-    def _release(self, org: _Org, keys: list[Key]) -> list[Key]:
+    def _release(self, org: _Org, keys: list[TargetKey]) -> list[TargetKey]:
         org.released += len(keys)
         return keys
 
-    def _active(self, key: Key) -> bool:
+    def _active(self, key: TargetKey) -> bool:
         """Whether a space's last poll showed a change (or it has no figures to compare)."""
         space = self._spaces.get(key)
         return space is None or space.figures is None or space.changed_at == space.polled_at
 
-    def _urgency(self, key: Key) -> tuple[bool, float]:
+    def _urgency(self, key: TargetKey) -> tuple[bool, float]:
         """Spaces whose last poll showed a change (the active ones) first, the longest
         unpolled of them first: under a tight budget every active space gets its turn."""
         space = self._spaces.get(key)
@@ -223,8 +220,9 @@ class Freshness:
             return (False, -math.inf)
         return (not self._active(key), space.polled_at)
 
-    def _observe_space(self, org: _Org | None, key: Key, outcome: Analytics | NoData | ApiError,
-                       now: float) -> list[Key]:
+    def _observe_space(self, org: _Org | None, key: TargetKey,
+                       outcome: Analytics | NoData | ApiError,
+                       now: float) -> list[TargetKey]:
         space = self._spaces.get(key)
         before = space.figures if space is not None else None
         if isinstance(outcome, ApiError):
@@ -260,7 +258,7 @@ class Freshness:
         held, org.held = org.held, []
         return self._release(org, held)  # cannot be explained: poll the quiet ones too
 
-    def _pending(self, org: _Org, key: Key) -> bool:
+    def _pending(self, org: _Org, key: TargetKey) -> bool:
         """Whether a space has been neither polled nor explained since its org changed."""
         space = self._spaces.get(key)
         return space is None or org.changed_at > max(space.polled_at, space.explained_at)

@@ -6,11 +6,19 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from exporter.config import Config, NameFilter, OrgConfig, SpaceConfig, TokenSource
 from exporter.sharding import Shard
 
 ORG_WIDE = ""  # the `space` label value of the org-wide target (i.e. no space label)
+
+
+class TargetKey(NamedTuple):
+    """A target's identity: its state survives a reload while this stays the same."""
+
+    org: str
+    space: str  # ORG_WIDE for the org-wide target
 
 
 @dataclass(frozen=True)
@@ -22,8 +30,8 @@ class Target:
     interval: float  # configured interval, before the request budget stretches it
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.org, self.space)
+    def key(self) -> TargetKey:
+        return TargetKey(self.org, self.space)
 
     def describe(self) -> str:
         return f"org={self.org} space={self.space or '(org-wide)'}"

@@ -8,15 +8,13 @@ import pytest
 import yaml
 
 from exporter.analytics import parse_analytics
-from exporter.budget import RequestBudget, stretch_intervals
+from exporter.budget import stretch_intervals
 from exporter.client import ApiError
 from exporter.config import ConfigError, TokenSource, parse_config_text
-from exporter.freshness import CHANGED, IDLE, Freshness
-from exporter.poller import Poller
+from exporter.freshness import Freshness
+from exporter.gate import Priority
 from exporter.sharding import Shard
-from exporter.store import SnapshotStore
 from exporter.targets import Target
-from exporter.tokens import TokenReader
 from tests.conftest import config_yaml, value, wait_for
 from tests.fakeapi import analytics
 
@@ -72,13 +70,13 @@ def test_under_a_tight_budget_active_spaces_that_explain_the_change_confirm_the_
     fresh.observe(SALES, snapshot(6), 3)  # sales is the active one
     # org-wide +1 call: sales is polled first, the quiet spaces wait for its answer
     assert fresh.observe(ORG, snapshot(11), 5) == [SALES.key]
-    assert fresh.priority(SURVEY, 5.5) == CHANGED  # still due if its own slot comes first
+    assert fresh.priority(SURVEY, 5.5) == Priority.CHANGED  # still due if its own slot comes first
     assert fresh.observe(SALES, snapshot(7), 6) == []  # +1 call: the whole change
     assert fresh.priority(SURVEY, 7) is None and fresh.priority(quiet, 7) is None
     # +2 calls, sales +1: the other call is elsewhere, so the quiet spaces are polled
     assert fresh.observe(ORG, snapshot(13), 10) == [SALES.key]
     assert sorted(fresh.observe(SALES, snapshot(8), 11)) == [quiet.key, SURVEY.key]
-    assert fresh.priority(quiet, 12) == CHANGED
+    assert fresh.priority(quiet, 12) == Priority.CHANGED
     fresh.observe(SURVEY, snapshot(6), 12)  # the other call
     fresh.observe(quiet, snapshot(5), 12)
     # +1, and sales made two calls: one after the org-wide answer, in the next change
@@ -260,7 +258,7 @@ async def test_under_a_tight_budget_a_change_explained_by_the_active_space_spare
     # plain polling would ask 180 a minute: the budget (100) cannot pay for every space at
     # every change, but does for the org-wide polls and their follow-ups
     running = await start_budgeted(fake, base, start_exporter, per_minute=100)
-    assert running.exporter.poller.interval(ORG) == 1  # the org-wide interval is kept
+    assert running.exporter.scheduler.interval(ORG) == 1  # the org-wide interval is kept
 
     async def calls(space: str, expected: int) -> bool:
         return value(await running.metrics(), "unpod_calls", org="acme", space=space) == expected
@@ -366,34 +364,3 @@ async def test_a_shard_without_the_org_wide_target_polls_its_spaces(fake_api, st
     await running.wait_ready()
     await asyncio.sleep(1.6)
     assert fake.count("acme", None) == 0 and fake.count("acme", "sp_sales") >= 3
-
-
-async def test_org_wide_requests_go_first_under_a_budget():
-    poller = Poller(None, SnapshotStore(300), TokenReader(), 4)  # send() needs no client
-    budget = RequestBudget(per_minute=1)
-    budget.pause(0.3)  # e.g. a 429: both requests wait, and then one request is left
-    sent: list[str] = []
-
-    async def request(name: str) -> str:
-        sent.append(name)
-        return name
-
-    deadline = asyncio.get_running_loop().time() + 1.0
-    idle = asyncio.create_task(poller.send(budget, deadline, lambda: request("idle"),
-                                           priority=IDLE))
-    await asyncio.sleep(0.02)
-    space = asyncio.create_task(poller.send(budget, deadline, lambda: request("space"),
-                                            priority=CHANGED))
-    await asyncio.sleep(0.05)  # the spaces asked first
-    org = asyncio.create_task(poller.send(budget, deadline, lambda: request("org-wide")))
-    assert await org == "org-wide"
-    assert await space is None and await idle is None  # no request left before the deadline
-    assert sent == ["org-wide"]
-    budget = RequestBudget(per_minute=1)
-    budget.pause(0.3)
-    idle = asyncio.create_task(poller.send(budget, deadline + 1, lambda: request("idle"),
-                                           priority=IDLE))
-    await asyncio.sleep(0.05)
-    space = asyncio.create_task(poller.send(budget, deadline + 1, lambda: request("changed"),
-                                            priority=CHANGED))
-    assert await space == "changed" and await idle is None  # a change before a refresh

@@ -70,7 +70,7 @@ async def test_data_null_is_up_keeps_figures_and_the_progress_clock(fake_api, st
     assert not [r for r in caplog.records if r.getMessage() == "target down"]
 
     poller = running.exporter.poller
-    target = poller.target(("acme", "sales"))
+    target = running.exporter.scheduler.target(("acme", "sales"))
     assert target is not None
     fake.set_analytics("acme", "sp_sales", calls=10, breakdown={"pending": 3, "completed": 4})
     await poller.poll_once(target)
@@ -102,10 +102,10 @@ async def test_no_access_to_a_space_does_not_back_off_the_org(fake_api, start_ex
     await running.wait_ready()
     m = await running.metrics()
     assert value(m, "unpod_poll_errors_total", reason="forbidden", **SALES) == 1
-    poller = running.exporter.poller
-    assert poller.auth_backoff.blocked("acme", poller.target(("acme", "")).token) is None
+    poller, targets = running.exporter.poller, running.exporter.scheduler
+    assert poller.auth_backoff.blocked("acme", targets.target(("acme", "")).token) is None
     sent = fake.count("acme")
-    await poller.poll_once(poller.target(("acme", "survey")))
+    await poller.poll_once(targets.target(("acme", "survey")))
     assert fake.count("acme") == sent + 1 and value(
         await running.metrics(), "unpod_up", **SURVEY) == 1
 
@@ -117,7 +117,7 @@ async def test_a_403_still_backs_off_the_org(fake_api, start_exporter):
     running = await start_exporter(config_yaml(base, [{"handle": "acme"}]))
     await running.wait_ready()
     poller = running.exporter.poller
-    target = poller.target(("acme", ""))
+    target = running.exporter.scheduler.target(("acme", ""))
     assert poller.auth_backoff.blocked("acme", target.token) is not None
 
 
