@@ -20,10 +20,10 @@ from exporter.backlog.policy import FIRST_ESTIMATE, mean_requests, scan_interval
 from exporter.backlog.scan import Fetch, ScanResult, ScanSettings, scan_space
 from exporter.backlog.snapshot import BacklogState, failed, succeeded, visible
 from exporter.store import SnapshotStore
-from exporter.targets import Target
+from exporter.targets import Target, TargetKey
 
 log = logging.getLogger("unpod_exporter.backlog")
-Key = tuple[str, str]
+Key = TargetKey  # one target-key type (exporter.targets)
 SCANS_AT_ONCE = 2
 WATCH_GRAIN = 1.0  # seconds between two looks at staleness while nothing is due
 
