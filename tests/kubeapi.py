@@ -20,6 +20,7 @@ RESOURCES = {
            ("namespaces", "Namespace")],
     "apps/v1": [("deployments", "Deployment"), ("statefulsets", "StatefulSet")],
     "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget")],
+    "networking.k8s.io/v1": [("ingresses", "Ingress"), ("networkpolicies", "NetworkPolicy")],
     "monitoring.coreos.com/v1": [("servicemonitors", "ServiceMonitor"),
                                  ("prometheusrules", "PrometheusRule")],
     "monitoring.coreos.com/v1alpha1": [("alertmanagerconfigs", "AlertmanagerConfig")],

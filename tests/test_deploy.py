@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 from exporter.config import parse_config
 from exporter.healthcheck import url_from
+from exporter.webhook import Place, parse_webhook
 from tests.kubeapi import KubeApi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +138,9 @@ TOGGLES: dict[str, dict[str, Any]] = {
     "demo": {"demo": True, "grafanaDashboard": {"namespace": "grafana"}},
     "sharded": {"shards": 3},
     "alertmanager-config": {"alertmanagerConfig": {"enabled": True}},
+    "webhook": {"webhook": {"enabled": True, "secret": {"existingSecret": "unpod-webhook"},
+                            "ingress": {"enabled": True, "host": "hooks.example.com"}},
+                "networkPolicy": {"enabled": True}},
 }
 
 
@@ -292,3 +296,62 @@ async def test_config_change_rolls_the_pod_and_web_config_is_mounted():
     web = second[("Secret", "unpod-unpod-exporter-web")]
     assert set(web["data"]) == {"web.yml", "tls.crt", "tls.key"}
     assert web["type"] == "Opaque"
+
+
+# --- the webhook receiver -------------------------------------------------------------------
+
+WEBHOOK = {"enabled": True, "secret": {"existingSecret": "unpod-webhook", "existingSecretKey": "s"},
+           "agents": {"space-agent-8qmk42": {"org": "my-org", "space": "outbound-sales"}},
+           "ingress": {"enabled": True, "className": "nginx", "host": "hooks.example.com",
+                       "tls": [{"secretName": "hooks-tls", "hosts": ["hooks.example.com"]}]}}
+
+
+async def test_webhook_is_off_by_default_and_exposed_on_its_own_port_when_on():
+    kinds = {kind for kind, _ in await install({})}
+    assert not kinds & {"Ingress", "NetworkPolicy"}
+    objects = await install({"webhook": WEBHOOK, "networkPolicy": {"enabled": True}})
+    validate(objects)
+    name = "unpod-unpod-exporter"
+    pod = objects[("Deployment", name)]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "metrics": 9877, "webhook": 9878}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "webhook-secret")
+    volume = next(v for v in pod["volumes"] if v["name"] == "webhook-secret")
+    assert volume["secret"]["secretName"] == "unpod-webhook"  # the existing Secret
+    assert ("Secret", f"{name}-webhook") not in objects  # none of the chart's own
+
+    config = yaml.safe_load(objects[("ConfigMap", name)]["data"]["config.yaml"])
+    section = config.pop("webhook")
+    assert section["secret_file"] == mount["mountPath"] + "/s"
+    webhook = parse_webhook(section)  # the exporter accepts what the chart renders
+    assert webhook is not None and webhook.address == (None, 9878)
+    assert webhook.agents["space-agent-8qmk42"] == Place("my-org", "outbound-sales")
+    parse_config(config)
+
+    service = objects[("Service", f"{name}-webhook")]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["webhook"]
+    assert [p["targetPort"] for p in objects[("Service", name)]["spec"]["ports"]] == ["metrics"]
+    ingress = objects[("Ingress", f"{name}-webhook")]["spec"]
+    assert ingress["ingressClassName"] == "nginx" and ingress["tls"][0]["secretName"] == "hooks-tls"
+    paths = ingress["rules"][0]["http"]["paths"]
+    assert [(p["path"], p["pathType"]) for p in paths] == [("/webhook", "Exact")]
+    assert paths[0]["backend"]["service"] == {"name": f"{name}-webhook",
+                                              "port": {"name": "webhook"}}
+
+    policy = objects[("NetworkPolicy", name)]["spec"]
+    assert policy["podSelector"]["matchLabels"] == \
+        objects[("Deployment", name)]["spec"]["selector"]["matchLabels"]
+    rules = {rule["ports"][0]["port"]: rule for rule in policy["ingress"]}
+    assert rules["metrics"]["from"] == [{"namespaceSelector": {}}]  # the cluster only
+    assert "from" not in rules["webhook"]  # Unpod's servers: from anywhere
+
+
+async def test_webhook_secret_from_values_and_the_refusals():
+    objects = await install({"webhook": {"enabled": True, "secret": {"value": "whs-1"}}})
+    secret = objects[("Secret", "unpod-unpod-exporter-webhook")]
+    assert secret["data"] == {"secret": "d2hzLTE="}
+    with pytest.raises(AssertionError, match="needs webhook.secret.existingSecret"):
+        await install({"webhook": {"enabled": True}})
+    with pytest.raises(AssertionError, match="must differ from service.port"):
+        await install({"webhook": {"enabled": True, "port": 9877, "secret": {"value": "x"}}})

@@ -29,6 +29,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- .Values.token.existingSecret | default (printf "%s-token" (include "unpod-exporter.fullname" .)) }}
 {{- end }}
 
+{{- define "unpod-exporter.webhookSecret" -}}
+{{- .Values.webhook.secret.existingSecret | default (printf "%s-webhook" (include "unpod-exporter.fullname" .)) }}
+{{- end }}
+
 {{- define "unpod-exporter.webConfigSecret" -}}
 {{- .Values.webConfig.existingSecret | default (printf "%s-web" (include "unpod-exporter.fullname" .)) }}
 {{- end }}
@@ -41,6 +45,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $api "token_file" (printf "/etc/unpod-exporter/token/%s" .Values.token.existingSecretKey) }}
 {{- end }}
 {{- $_ := set $config "api" $api }}
+{{- if .Values.webhook.enabled }}
+{{- $webhook := dict "listen_address" (printf ":%d" (int .Values.webhook.port)) "path" .Values.webhook.path "secret_header" .Values.webhook.secretHeader "secret_file" (printf "/etc/unpod-exporter/webhook/%s" .Values.webhook.secret.existingSecretKey) }}
+{{- with .Values.webhook.agents }}
+{{- $_ := set $webhook "agents" . }}
+{{- end }}
+{{- $_ := set $config "webhook" $webhook }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
