@@ -26,6 +26,7 @@ from exporter.webconfig.ratelimit import RateLimiter
 from exporter.webconfig.schema import RateLimit
 from exporter.webhook import Place, WebhookService, parse_webhook
 from exporter.webhook.events import TaskFinished, call_duration, outcome
+from exporter.webhook.trigger import PollTrigger
 from tests.conftest import config_yaml, parse_metrics, value, write_tls
 from tests.unpod_webhooks import PERSONAL, call_event, cron_task, task_document
 
@@ -402,3 +403,29 @@ async def test_a_flood_of_forged_and_oversized_posts_never_slows_a_scrape(
     # share, never wait behind the flood.
     assert max(flooded) < 1.0, (quiet, flooded)
     assert statistics.median(flooded) < max(0.1, 10 * statistics.median(quiet)), (quiet, flooded)
+
+
+# --- events drive polling: one trigger per cooldown and space ---------------------------------
+
+async def test_events_trigger_polls_at_most_once_per_cooldown_and_space():
+    due: list[list[tuple[str, str]]] = []
+    trigger = PollTrigger(lambda keys: due.append(list(keys)), cooldown=0.3)
+    sales, org = Place("acme", "outbound-sales"), Place("acme")
+    trigger(sales)
+    assert due == [[("acme", ""), ("acme", "outbound-sales")]]  # at once, org-wide first
+    for _ in range(10):
+        trigger(sales)  # a burst within the cooldown: one more trigger, at its end
+    trigger(org)
+    assert due[1:] == [[("acme", "")]]  # another place has a cooldown of its own
+    await asyncio.sleep(0.2)
+    assert len(due) == 2
+    await asyncio.sleep(0.2)
+    assert len(due) == 3 and due[2] == due[0]
+    await asyncio.sleep(0.4)
+    assert len(due) == 3  # nothing more without events
+    trigger(sales)
+    assert len(due) == 4  # quiet for longer than the cooldown: at once again
+    trigger(sales)
+    trigger.close()  # the pending one is cancelled
+    await asyncio.sleep(0.4)
+    assert len(due) == 4
