@@ -20,9 +20,8 @@ from aiohttp.test_utils import TestServer
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from exporter.config import parse_config
+from exporter.config import Place, parse_config
 from exporter.healthcheck import url_from
-from exporter.webhook import Place, parse_webhook
 from tests.kubeapi import KubeApi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,12 +321,10 @@ async def test_webhook_is_off_by_default_and_exposed_on_its_own_port_when_on():
     assert ("Secret", f"{name}-webhook") not in objects  # none of the chart's own
 
     config = yaml.safe_load(objects[("ConfigMap", name)]["data"]["config.yaml"])
-    section = config.pop("webhook")
-    assert section["secret_file"] == mount["mountPath"] + "/s"
-    webhook = parse_webhook(section)  # the exporter accepts what the chart renders
+    assert config["webhook"]["secret_file"] == mount["mountPath"] + "/s"
+    webhook = parse_config(config).webhook  # the exporter accepts what the chart renders
     assert webhook is not None and webhook.address == (None, 9878)
-    assert webhook.agents["space-agent-8qmk42"] == Place("my-org", "outbound-sales")
-    parse_config(config)
+    assert webhook.places() == {"space-agent-8qmk42": Place("my-org", "outbound-sales")}
 
     service = objects[("Service", f"{name}-webhook")]
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["webhook"]

@@ -20,13 +20,12 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.config import ConfigError
+from exporter.config import ConfigError, Place, WebhookConfig, parse_config, parse_config_text
 from exporter.tokens import TokenReader
 from exporter.webconfig.ratelimit import RateLimiter
 from exporter.webconfig.schema import RateLimit
-from exporter.webhook import Place, WebhookService, parse_webhook
+from exporter.webhook import PollTrigger, WebhookService
 from exporter.webhook.events import TaskFinished, call_duration, outcome
-from exporter.webhook.trigger import PollTrigger
 from tests.conftest import config_yaml, parse_metrics, value, write_tls
 from tests.unpod_webhooks import PERSONAL, call_event, cron_task, task_document
 
@@ -57,6 +56,11 @@ class Hook:
 
     def requests(self, result: str) -> float | None:
         return value(self.series(), "unpod_webhook_requests_total", result=result)
+
+
+def parse_webhook(raw: object) -> WebhookConfig | None:
+    """The section as the whole config's parser reads it."""
+    return parse_config({"orgs": [{"handle": "acme"}], "webhook": raw}).webhook
 
 
 def webhook_config(**extra: Any) -> dict[str, Any]:
@@ -308,8 +312,21 @@ async def test_a_secret_file_is_reread_when_it_changes(start_hook, tmp_path: Pat
 
 # --- config --------------------------------------------------------------------------------------
 
-def test_the_section_is_off_unless_given():
+def test_the_section_is_off_unless_given_and_read_whole_when_given():
+    assert parse_config({"orgs": [{"handle": "acme"}]}).webhook is None
     assert parse_webhook(None) is None
+    config = parse_webhook({"listen_address": "[::]:9443", "path": "/hooks/unpod",
+                            "secret_file": " /run/secrets/hook ", "secret_header": "X-Hook",
+                            "web_config_file": "hook-web.yml",
+                            "agents": {AGENT: {"org": "acme", "space": "outbound-sales"},
+                                       "org-agent": {"org": "acme"}}})
+    assert config is not None
+    assert (config.address, config.path, config.secret_header, config.web_config_file) == (
+        ("::", 9443), "/hooks/unpod", "X-Hook", "hook-web.yml")
+    assert (config.secret.kind, config.secret.ref) == ("token_file", "/run/secrets/hook")
+    assert config.places() == {AGENT: Place("acme", "outbound-sales"),
+                               "org-agent": Place("acme", "")}
+    assert SECRET not in repr(config)
 
 
 @pytest.mark.parametrize(("raw", "error"), [
@@ -318,11 +335,13 @@ def test_the_section_is_off_unless_given():
     ({"secret_env": ""}, "webhook.secret_env: must be a non-empty string"),
     ({"secret_env": "A", "listen": ":1"}, "webhook.listen: unknown key"),
     ({"secret_env": "A", "listen_address": "9878"}, "webhook.listen_address: expected host:port"),
+    ({"secret_env": "A", "listen_address": "::1:9878"}, "webhook.listen_address: put IPv6"),
     ({"secret_env": "A", "path": "webhook"}, "webhook.path: invalid value"),
     ({"secret_env": "A", "secret_header": "X Bad"}, "webhook.secret_header: invalid value"),
     ({"secret_env": "A", "agents": {"a b": {"org": "acme"}}}, "webhook.agents.a b:"),
     ({"secret_env": "A", "agents": {"a": {"space": "s"}}}, "webhook.agents.a.org: required"),
     ({"secret_env": "A", "agents": {"a": {"org": "acme", "x": 1}}}, "webhook.agents.a.x: unknown"),
+    ({"secret_env": "A", "agents": {"a": {"org": "-x"}}}, "webhook.agents.a.org: invalid value"),
     ({"secret_env": "A", "agents": ["a"]}, "webhook.agents: expected a mapping"),
     ("yes", "webhook: expected a mapping"),
 ])
@@ -337,6 +356,10 @@ async def test_an_unset_secret_variable_refuses_to_start(monkeypatch):
     assert config is not None
     with pytest.raises(ConfigError, match="webhook.secret_env: environment variable"):
         WebhookService(config, TokenReader())
+    text = yaml.safe_dump({"api": {"token": "t"}, "orgs": [{"handle": "acme"}],
+                           "webhook": webhook_config()})
+    with pytest.raises(ConfigError, match="webhook.secret_env: environment variable"):
+        parse_config_text(text)  # --config.check says so too
 
 
 # --- TLS in the exporter-toolkit format -------------------------------------------------------
@@ -410,7 +433,7 @@ async def test_a_flood_of_forged_and_oversized_posts_never_slows_a_scrape(
 async def test_events_trigger_polls_at_most_once_per_cooldown_and_space():
     due: list[list[tuple[str, str]]] = []
     trigger = PollTrigger(lambda keys: due.append(list(keys)), cooldown=0.3)
-    sales, org = Place("acme", "outbound-sales"), Place("acme")
+    sales, org = Place("acme", "outbound-sales"), Place("acme", "")
     trigger(sales)
     assert due == [[("acme", ""), ("acme", "outbound-sales")]]  # at once, org-wide first
     for _ in range(10):

@@ -11,7 +11,8 @@ Where things are:
   ``option(default, parse)``, ``required(parse)`` and ``keys(names, read, default)`` declare
   each key, its parser and its default once, and the unknown-key check comes from the same
   table.
-- one module per section: ``api.py``, ``poll.py``, ``orgs.py``, ``discovery.py``;
+- one module per section: ``api.py``, ``poll.py``, ``orgs.py``, ``discovery.py``,
+  ``webhook.py``;
   ``sources.py`` for what a config points at (token sources, TLS files).
 - ``model.py``: the root section ``Config``; ``checks.py``: named cross-checks;
   ``loader.py``: YAML -> shape -> cross-checks -> sources.
@@ -50,11 +51,8 @@ from exporter.config.loader import (
 from exporter.config.model import Config
 from exporter.config.orgs import OrgConfig, SpaceConfig
 from exporter.config.poll import PollConfig
-from exporter.config.section import mapping
 from exporter.config.sources import TOKEN_KINDS, TokenKind, TokenSource
-
-# Kept while exporter/webhook/settings.py imports it; a section module uses parse_section.
-_mapping = mapping
+from exporter.config.webhook import Place, WebhookConfig
 
 __all__ = [
     "AUTH_SCHEMES",
@@ -69,10 +67,12 @@ __all__ = [
     "DiscoveryConfig",
     "NameFilter",
     "OrgConfig",
+    "Place",
     "PollConfig",
     "SpaceConfig",
     "TokenKind",
     "TokenSource",
+    "WebhookConfig",
     "check_sources",
     "check_token_sources",
     "load_config",

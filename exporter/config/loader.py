@@ -94,5 +94,7 @@ def check_token_sources(config: Config) -> None:
     sources = dict.fromkeys(config.token_for(org) for org in config.orgs)
     if config.discovery is not None:
         sources[config.api.token] = None  # discovered orgs use the api token
+    if config.webhook is not None:
+        sources[config.webhook.secret] = None
     for source in sources:
         source.read()

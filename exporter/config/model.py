@@ -11,6 +11,7 @@ from exporter.config.orgs import OrgConfig
 from exporter.config.poll import PollConfig
 from exporter.config.section import list_of, option, optional_section, section
 from exporter.config.sources import TokenSource
+from exporter.config.webhook import WebhookConfig
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Config:
     orgs: tuple[OrgConfig, ...] = option((), list_of(OrgConfig))
     discovery: DiscoveryConfig | None = option(None, optional_section(DiscoveryConfig))
     backlog: BacklogConfig = option(BacklogConfig(), section(BacklogConfig))
+    webhook: WebhookConfig | None = option(None, optional_section(WebhookConfig))
 
     def space_filter(self, org: OrgConfig | None) -> NameFilter | None:
         """The filter for discovering this org's spaces (None: do not discover them)."""

@@ -16,9 +16,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from exporter.config.webhook import Place
 from exporter.webhook.events import OTHER, CallEvent, Event, TaskFinished
 from exporter.webhook.labels import MAX_AGENTS, MAX_VALUES, LabelCap
-from exporter.webhook.settings import Place
 
 RESULTS = ("accepted", "duplicate", "unauthorized", "too_large", "invalid", "rate_limited")
 # Voice calls: from a missed ring to a long consultation.
@@ -82,8 +82,9 @@ class WebhookMetrics(Collector):
 
     def record(self, event: Event) -> None:
         """Count an accepted event under capped labels."""
-        place = self._places.get(event.agent, Place())
-        who = (place.org, place.space, self._agents.label(event.agent))
+        place = self._places.get(event.agent)
+        org, space = (place.org, place.space) if place is not None else ("", "")
+        who = (org, space, self._agents.label(event.agent))
         if isinstance(event, TaskFinished):
             labels = _bounded(self._tasks, (*who, self._statuses.label(event.status),
                                             self._outcomes.label(event.outcome)), 2)

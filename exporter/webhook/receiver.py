@@ -17,13 +17,13 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from exporter.config.webhook import Place
 from exporter.webconfig.ratelimit import RateLimiter
 from exporter.webconfig.schema import RateLimit
 from exporter.webhook.dedup import Deduplicator
 from exporter.webhook.events import NotAnEvent, parse_event
 from exporter.webhook.metrics import WebhookMetrics
 from exporter.webhook.secret import SecretCheck
-from exporter.webhook.settings import Place
 
 log = logging.getLogger("unpod_exporter.webhook")
 

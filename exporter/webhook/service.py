@@ -8,13 +8,13 @@ import logging
 
 from aiohttp import web
 
+from exporter.config.webhook import WebhookConfig
 from exporter.listener import run_web
 from exporter.tokens import TokenReader
 from exporter.webconfig import WebConfigWatcher, install
 from exporter.webhook.metrics import WebhookMetrics
 from exporter.webhook.receiver import OnEvent, Receiver
 from exporter.webhook.secret import SecretCheck
-from exporter.webhook.settings import WebhookConfig
 
 log = logging.getLogger("unpod_exporter.webhook")
 
@@ -28,7 +28,7 @@ class WebhookService:
     def __init__(self, config: WebhookConfig, tokens: TokenReader,
                  on_event: OnEvent | None = None) -> None:
         self.config = config
-        self.metrics = WebhookMetrics(config.agents, forbidden=tokens.known)
+        self.metrics = WebhookMetrics(config.places(), forbidden=tokens.known)
         self.receiver = Receiver(SecretCheck(config.secret, tokens), config.secret_header,
                                  self.metrics, on_event)
         self.web_config = (WebConfigWatcher(config.web_config_file)

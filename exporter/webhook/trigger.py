@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 
-from exporter.webhook.settings import Place
+from exporter.config.webhook import Place
 
 COOLDOWN = 5.0  # seconds between two event-driven polls of one space
 ORG_WIDE = ""  # the space label of an org-wide target
