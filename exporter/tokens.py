@@ -22,7 +22,7 @@ class TokenReader:
     @staticmethod
     def _version(source: TokenSource) -> object:
         if source.kind == "token_file":
-            return file_version(source.ref)
+            return file_version(source.file_path())
         if source.kind == "token_env":
             return os.environ.get(source.ref)
         return source.ref

@@ -19,6 +19,9 @@ from exporter.config.section import join
 
 TokenKind = Literal["token", "token_env", "token_file"]
 TOKEN_KINDS: tuple[TokenKind, ...] = ("token", "token_env", "token_file")
+# systemd's LoadCredential= puts a private copy of a secret in a directory whose path only the
+# running service knows (from this variable), so a token_file may start with it.
+CREDENTIALS_PREFIX = "$CREDENTIALS_DIRECTORY/"
 
 
 @dataclass(frozen=True)
@@ -34,17 +37,33 @@ class TokenSource:
             return "inline token"
         return f"{self.kind} {self.ref}"
 
+    def file_path(self) -> str | None:
+        """A token_file's path now, ``$CREDENTIALS_DIRECTORY/`` resolved; None when it is
+        not a file, or names that directory while it is unset."""
+        if self.kind != "token_file":
+            return None
+        if not self.ref.startswith(CREDENTIALS_PREFIX):
+            return self.ref
+        directory = os.environ.get("CREDENTIALS_DIRECTORY", "")
+        if not directory:
+            return None
+        return os.path.join(directory, self.ref.removeprefix(CREDENTIALS_PREFIX))
+
     def read(self) -> str:
         """Return the current token; raises ConfigError naming the key when unusable."""
+        path = self.file_path()
         if self.kind == "token":
             token = self.ref
         elif self.kind == "token_env":
             token = os.environ.get(self.ref, "")
             if not token.strip():
                 raise ConfigError(f"{self.key}: environment variable {self.ref} is unset or empty")
+        elif path is None:
+            raise ConfigError(f"{self.key}: $CREDENTIALS_DIRECTORY is unset (systemd sets it "
+                              "for a service with LoadCredential=)")
         else:
             try:
-                token = Path(self.ref).read_text(encoding="utf-8")
+                token = Path(path).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
                 raise ConfigError(f"{self.key}: cannot read {self.ref}: {reason}") from None
