@@ -12,6 +12,8 @@ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
   || packages+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 \
   || packages+=(prometheus-alertmanager)
+# systemd-analyze checks deploy/systemd/ offline: systemd need not be PID 1 (containers, CI).
+command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "Debian packages are needed: sudo apt-get install ${packages[*]}" >&2
