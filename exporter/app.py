@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import aiohttp
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.registry import Collector
 
 from exporter.budget import RequestBudget, spare, stretch_intervals
 from exporter.client import UnpodClient, close_quietly, environment_proxy
@@ -25,20 +26,24 @@ from exporter.scheduler import Scheduler
 from exporter.server import make_app
 from exporter.sharding import Shard
 from exporter.store import SnapshotStore
-from exporter.targets import Discovered, Target, build_targets
+from exporter.targets import Discovered, Target, TargetKey, build_targets
 from exporter.tokens import TokenReader
 from exporter.webconfig import WebConfigWatcher
+from exporter.webhook import PollTrigger, WebhookService
 
 log = logging.getLogger("unpod_exporter")
 SHUTDOWN_GRACE = 4.0
 PROBE_BUDGET_WAIT = 10.0  # a /probe waits this long for the request budget, then answers 503
 
 
-def make_registry(store: SnapshotStore, targets: bool = True) -> CollectorRegistry:
+def make_registry(store: SnapshotStore, targets: bool = True,
+                  extra: Iterable[Collector] = ()) -> CollectorRegistry:
     """The exporter's metrics and the process/python ones (with the targets' unless the
-    cached exposition renders those)."""
+    cached exposition renders those), and ``extra`` collectors (the webhook's)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(UnpodCollector(store, targets=targets))
+    for collector in extra:
+        registry.register(collector)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
@@ -67,9 +72,14 @@ class Exporter:
         self._tls_cache: tuple[object, ssl.SSLContext | bool] | None = None
         self._config_loader = config_loader
         self.store = SnapshotStore(config.poll.max_staleness)
-        self.exposition = ExpositionCache(self.store, make_registry(self.store, targets=False))
         self._staleness_task: asyncio.Task[None] | None = None
         self.tokens = TokenReader()
+        # Off unless configured; built now so that an unreadable secret stops the start.
+        self._trigger = PollTrigger(self._make_due)
+        self.webhook = (WebhookService(config.webhook, self.tokens, self._trigger)
+                        if config.webhook is not None else None)
+        self.exposition = ExpositionCache(self.store, make_registry(
+            self.store, targets=False, extra=[self.webhook.metrics] if self.webhook else []))
         self._session: aiohttp.ClientSession | None = None
         self._api: UnpodClient | None = None
         self.freshness = Freshness()
@@ -135,8 +145,19 @@ class Exporter:
             self._tls_cache = ((tls, files), tls.ssl_context())
         return self._tls_cache[1]
 
+    def _make_due(self, keys: Iterable[tuple[str, str]]) -> None:
+        """An event of a mapped agent: its org-wide target and space are due now. Through
+        the scheduler and the gate like any poll (within the budget); change-driven polling
+        then polls the space once the org-wide answer shows the change."""
+        if self._scheduler is not None and not self._stopping:
+            self._scheduler.make_due([TargetKey(*key) for key in keys])
+
     async def start(self) -> None:
+        """Start polling (and the webhook receiver, first: raises OSError if its address
+        cannot be bound)."""
         config = self.config
+        if self.webhook is not None:
+            await self.webhook.start()
         connector = aiohttp.TCPConnector(limit=config.poll.concurrency, ttl_dns_cache=300)
         # Proxy settings from the environment are resolved once per client (environment_proxy):
         # aiohttp's trust_env looks them up in a thread on every request, tripling the time
@@ -314,6 +335,8 @@ class Exporter:
             log.error("config reload failed, keeping the running config",
                       extra={"fields": {"error": str(exc)}})
             return str(exc)
+        if config.webhook != self.config.webhook:
+            log.warning("the webhook section changed: it applies at the next restart")
         self._api = self._client(self._session, config)  # CA files may be new
         if config.poll.concurrency != self.config.poll.concurrency:
             self.gate.set_concurrency(config.poll.concurrency)
@@ -327,6 +350,9 @@ class Exporter:
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         self._stopping = True
+        self._trigger.close()
+        if self.webhook is not None:
+            await self.webhook.stop()
         for task in (self._discovery_task, self._staleness_task):
             if task is not None:
                 task.cancel()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from exporter import __version__
-from exporter.address import split_address
+from exporter.address import overlap, split_address
 from exporter.apicheck import check_api, render
 from exporter.app import Exporter
 from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
@@ -86,6 +86,16 @@ def describe_targets(config: Config, shard: Shard) -> str:
     return "\n".join(lines)
 
 
+def check_listeners(args: argparse.Namespace, config: Config) -> None:
+    """The webhook must be reachable from Unpod's servers, /metrics should not be: never one
+    port for both."""
+    if config.webhook is not None and overlap(parse_listen_address(args.listen_address),
+                                              config.webhook.address):
+        raise StartupError(f"webhook.listen_address: {config.webhook.listen_address} is the "
+                           f"port of --web.listen-address ({args.listen_address}); the webhook "
+                           "needs a listener of its own")
+
+
 async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -108,6 +118,7 @@ async def serve(args: argparse.Namespace) -> int:
         def loader() -> Config:
             return load_config(args.config_file)
 
+    check_listeners(args, config)
     web_config = WebConfigWatcher(args.web_config_file) if args.web_config_file else None
     exporter = Exporter(config, telemetry_path, loader, args.enable_lifecycle, web_config,
                         shard_from(args))
@@ -118,7 +129,16 @@ async def serve(args: argparse.Namespace) -> int:
         if demo_runner is not None:
             await demo_runner.cleanup()
         raise StartupError(f"cannot listen on {args.listen_address}: {exc.strerror}") from None
-    await exporter.start()
+    try:
+        await exporter.start()
+    except OSError as exc:  # the webhook's listener
+        await exporter.stop()
+        await runner.cleanup()
+        if demo_runner is not None:
+            await demo_runner.cleanup()
+        assert config.webhook is not None
+        raise StartupError(f"webhook.listen_address: cannot listen on "
+                           f"{config.webhook.listen_address}: {exc.strerror}") from None
     log.info("listening", extra={"fields": {"address": args.listen_address,
                                              "telemetry_path": telemetry_path,
                                              "version": __version__}})
@@ -141,9 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.config_check:
             config = load_config(args.config_file)
+            check_listeners(args, config)
             if args.web_config_file:
                 load_web_config(args.web_config_file)
                 print(f"web config {args.web_config_file} is valid")
+            if config.webhook is not None and config.webhook.web_config_file:
+                load_web_config(config.webhook.web_config_file)
+                print(f"webhook web config {config.webhook.web_config_file} is valid")
             if config.api.tls.insecure_skip_verify:
                 print("warning: api.tls.insecure_skip_verify is set: the API's certificate "
                       "is not verified", file=sys.stderr)

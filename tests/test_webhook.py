@@ -10,6 +10,7 @@ import logging
 import os
 import ssl
 import statistics
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -26,7 +27,15 @@ from exporter.webconfig.ratelimit import RateLimiter
 from exporter.webconfig.schema import RateLimit
 from exporter.webhook import PollTrigger, WebhookService
 from exporter.webhook.events import TaskFinished, call_duration, outcome
-from tests.conftest import config_yaml, parse_metrics, value, write_tls
+from tests.conftest import (
+    EXE,
+    config_yaml,
+    free_port,
+    parse_metrics,
+    value,
+    wait_for,
+    write_tls,
+)
 from tests.unpod_webhooks import PERSONAL, call_event, cron_task, task_document
 
 SECRET = "whs-7Q2p9xK4"
@@ -452,3 +461,144 @@ async def test_events_trigger_polls_at_most_once_per_cooldown_and_space():
     trigger.close()  # the pending one is cancelled
     await asyncio.sleep(0.4)
     assert len(due) == 4
+
+
+# --- end to end: an event makes the space's new figures visible within seconds ---------------
+
+ORGS = [{"handle": "acme", "spaces": [{"name": "sales", "space_token": "sp_sales"},
+                                      {"name": "survey", "space_token": "sp_survey"}]}]
+
+
+def seed(fake, sales: int = 5, survey: int = 7) -> None:
+    """Org-wide figures that are the sum of the spaces', as Unpod's are."""
+    fake.set_analytics("acme", "sp_sales", calls=sales, completed=sales, failed=0)
+    fake.set_analytics("acme", "sp_survey", calls=survey, completed=survey, failed=0)
+    fake.set_analytics("acme", calls=sales + survey, completed=sales + survey, failed=0)
+
+
+async def start_with_webhook(fake_api, start_exporter, monkeypatch, orgs: list[dict[str, Any]],
+                             space: str) -> tuple[Any, str]:
+    """The exporter polling ``orgs`` every minute (seeded), its webhook mapping AGENT to
+    ``space``; returns it when ready, with the webhook's URL."""
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
+    fake, base = fake_api
+    seed(fake)
+    config = yaml.safe_load(config_yaml(base, orgs, interval="60s", idle_interval="10m"))
+    config["webhook"] = webhook_config(agents={AGENT: {"org": "acme", "space": space}})
+    running = await start_exporter(yaml.safe_dump(config))
+    await running.wait_ready()
+    assert running.exporter.webhook is not None
+    return running, f"http://127.0.0.1:{running.exporter.webhook.port}/webhook"
+
+
+async def test_an_event_of_a_mapped_agent_brings_the_new_figures_within_seconds(
+        fake_api, start_exporter, monkeypatch):
+    fake, _ = fake_api
+    running, url = await start_with_webhook(fake_api, start_exporter, monkeypatch, ORGS, "sales")
+    assert running.exporter.webhook is not None
+    assert running.exporter.webhook.port != running.client.port  # a listener of its own
+    polls = fake.count("acme")
+    async with aiohttp.ClientSession() as session:
+        async def deliver(payload: dict[str, Any], secret: str = SECRET) -> int:
+            async with session.post(url, json=payload, headers={HEADER: secret}) as resp:
+                return resp.status
+
+        # forged, unmapped and malformed deliveries poll nothing
+        assert await deliver(task_document("T0"), secret="guess") == 401
+        assert await deliver(task_document("T1", assignee="someone-else")) == 200
+        await asyncio.sleep(0.3)
+        assert fake.count("acme") == polls
+
+        seed(fake, sales=9)  # a call in sales finished: Unpod recomputed its figures
+        assert await deliver(task_document("T2", outcome="Interested")) == 200
+
+        async def shown() -> bool:
+            series = await running.metrics()
+            return value(series, "unpod_calls", org="acme", space="sales") == 9
+        await wait_for(shown, 3, "the new figure on /metrics")
+    assert fake.count("acme", None) == 2  # the org-wide target, once more
+    assert fake.count("acme", "sp_sales") == 2  # polled after the org-wide answer changed
+    series = await running.metrics()  # the receiver's own series on the /metrics listener
+    assert value(series, "unpod_webhook_requests_total", result="accepted") == 2
+    assert value(series, "unpod_webhook_requests_total", result="unauthorized") == 1
+    assert value(series, "unpod_webhook_tasks_finished_total", org="acme", space="sales",
+                 agent=AGENT, status="completed", outcome="interested") == 1
+    # the webhook listener serves nothing else
+    async with aiohttp.ClientSession() as session, session.get(
+            url.replace("/webhook", "/metrics")) as resp:
+        assert resp.status == 404
+
+
+async def test_without_an_org_wide_target_the_event_polls_its_space(
+        fake_api, start_exporter, monkeypatch):
+    fake, _ = fake_api
+    running, url = await start_with_webhook(fake_api, start_exporter, monkeypatch,
+                                            [{**ORGS[0], "org_wide": False}], "survey")
+    seed(fake, survey=8)
+    async with aiohttp.ClientSession() as session:
+        for event in ("call_started", "call_hang_up"):  # two events, one poll
+            async with session.post(url, json=call_event(event), headers=GOOD) as resp:
+                assert resp.status == 200
+
+    async def shown() -> bool:
+        series = await running.metrics()
+        return value(series, "unpod_calls", org="acme", space="survey") == 8
+    await wait_for(shown, 3, "the new figure on /metrics")
+    await asyncio.sleep(0.3)
+    assert fake.count("acme", "sp_survey") == 2 and fake.count("acme", "sp_sales") == 1
+    assert fake.count("acme", None) == 0
+
+
+# --- the real program -------------------------------------------------------------------------
+
+def program_config(tmp_path: Path, base: str, listen: str) -> Path:
+    path = tmp_path / "config.yaml"
+    secret = tmp_path / "webhook-secret"
+    secret.write_text(SECRET + "\n")
+    path.write_text(yaml.safe_dump({
+        "api": {"base_url": base, "token": "tok-secret-123"},
+        "orgs": [{"handle": "acme"}],
+        "webhook": {"listen_address": listen, "secret_file": str(secret),
+                    "agents": {AGENT: {"org": "acme"}}}}))
+    return path
+
+
+def run_program(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=30)
+
+
+async def test_the_program_serves_the_webhook_on_its_own_port(fake_api, process, tmp_path):
+    fake, base = fake_api
+    fake.set_analytics("acme")
+    hook_port = free_port()
+    exporter = process("--config.file", str(program_config(tmp_path, base,
+                                                            f"127.0.0.1:{hook_port}")))
+    await asyncio.to_thread(exporter.wait_http)
+    url = f"http://127.0.0.1:{hook_port}/webhook"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, json=task_document(), headers=GOOD) as resp:
+            assert (resp.status, await resp.text()) == (200, "{}")
+        async with session.get(f"{exporter.base}/metrics") as resp:
+            series = parse_metrics(await resp.text())
+    assert value(series, "unpod_webhook_requests_total", result="accepted") == 1
+    code, err = await asyncio.to_thread(exporter.stop)
+    assert code == 0, err
+    assert SECRET not in err and PERSONAL[0] not in err
+
+
+def test_one_port_for_both_listeners_is_refused(tmp_path):
+    port = free_port()
+    config = program_config(tmp_path, "http://127.0.0.1:9", f":{port}")
+    for args in (("--config.check",), ()):
+        result = run_program("--config.file", str(config), "--web.listen-address",
+                             f"127.0.0.1:{port}", *args)
+        assert result.returncode == 1
+        assert "webhook.listen_address" in result.stderr and "own" in result.stderr
+
+
+def test_config_check_reads_the_webhook_secret(tmp_path):
+    config = program_config(tmp_path, "http://127.0.0.1:9", "127.0.0.1:0")
+    assert run_program("--config.file", str(config), "--config.check").returncode == 0
+    (tmp_path / "webhook-secret").unlink()
+    result = run_program("--config.file", str(config), "--config.check")
+    assert result.returncode == 1 and "webhook.secret_file: cannot read" in result.stderr
