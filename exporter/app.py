@@ -75,7 +75,7 @@ class Exporter:
         self._staleness_task: asyncio.Task[None] | None = None
         self.tokens = TokenReader()
         # Off unless configured; built now so that an unreadable secret stops the start.
-        self._trigger = PollTrigger(self._make_due)
+        self._trigger = PollTrigger(self._make_due, self._event_cooldown)
         self.webhook = (WebhookService(config.webhook, self.tokens, self._trigger)
                         if config.webhook is not None else None)
         self.exposition = ExpositionCache(self.store, make_registry(
@@ -144,6 +144,11 @@ class Exporter:
         if self._tls_cache is None or self._tls_cache[0] != (tls, files):
             self._tls_cache = ((tls, files), tls.ssl_context())
         return self._tls_cache[1]
+
+    def _event_cooldown(self, key: tuple[str, str]) -> float:
+        """Events make a target due at most once per its effective interval."""
+        target = self._scheduler.target(key) if self._scheduler is not None else None
+        return self.scheduler.interval(target) if target is not None else self.config.poll.interval
 
     def _make_due(self, keys: Iterable[tuple[str, str]]) -> None:
         """An event of a mapped agent: its org-wide target and space are due now. Through

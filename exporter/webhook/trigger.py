@@ -1,11 +1,13 @@
 """Events drive polling: an accepted event of a mapped agent makes its space and the org's
 org-wide target due now, so that the new analytics are on ``/metrics`` within seconds.
 
-A campaign sends several events a call and one per finished task; each must not become a
-request. Per space, polls triggered by events are at least ``cooldown`` apart: the first event
-of a quiet space triggers at once, the ones that follow within the cooldown are folded into
-one more trigger at its end (so the last event's change is seen too). What is due then goes
-through the scheduler and the request gate like any poll: within the budget.
+A campaign sends several events a call and one per finished task, and every space of an org
+shares its org-wide target: each event must not become a request. So each target is made due
+by events at most once per ``cooldown(target)`` (the exporter passes the target's effective
+poll interval: events then at most double a busy target's requests, and a quiet target's first
+event is served at once). An event within the cooldown is folded into one more trigger at its
+end, so that the last change is seen too. What is due goes through the scheduler and the
+request gate like any poll: within the budget.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Callable, Iterable
 
 from exporter.config.webhook import Place
 
-COOLDOWN = 5.0  # seconds between two event-driven polls of one space
 ORG_WIDE = ""  # the space label of an org-wide target
 
 Key = tuple[str, str]
@@ -32,14 +33,14 @@ def targets_of(place: Place) -> list[Key]:
 
 class PollTrigger:
     def __init__(self, make_due: Callable[[Iterable[Key]], None],
-                 cooldown: float = COOLDOWN,
+                 cooldown: Callable[[Key], float],
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._make_due = make_due
         self._cooldown = cooldown
         self._loop = loop
-        self._last: dict[Place, float] = {}  # when each place last triggered
-        self._waiting: dict[Place, asyncio.TimerHandle] = {}
-        self.triggered = 0  # make_due calls, for tests and the benchmark
+        self._last: dict[Key, float] = {}  # when each target was last made due by events
+        self._waiting: dict[Key, asyncio.TimerHandle] = {}
+        self.triggered = 0  # targets made due, for tests and the benchmark
 
     def _now(self) -> float:
         if self._loop is None:
@@ -47,21 +48,28 @@ class PollTrigger:
         return self._loop.time()
 
     def __call__(self, place: Place) -> None:
-        if place in self._waiting:
-            return  # already folded into the trigger at the end of the cooldown
         now = self._now()
-        wait = self._last.get(place, -self._cooldown) + self._cooldown - now
-        if wait <= 0:
-            self._fire(place)
-        else:
-            assert self._loop is not None
-            self._waiting[place] = self._loop.call_later(wait, self._fire, place)
+        due = []
+        for key in targets_of(place):
+            if key in self._waiting:
+                continue  # already folded into the trigger at the end of its cooldown
+            last = self._last.get(key)
+            wait = 0.0 if last is None else last + self._cooldown(key) - now
+            if wait <= 0:
+                due.append(key)
+            else:
+                assert self._loop is not None
+                self._waiting[key] = self._loop.call_later(wait, self._fire, [key])
+        if due:
+            self._fire(due)
 
-    def _fire(self, place: Place) -> None:
-        self._waiting.pop(place, None)
-        self._last[place] = self._now()
-        self.triggered += 1
-        self._make_due(targets_of(place))
+    def _fire(self, keys: list[Key]) -> None:
+        now = self._now()
+        for key in keys:
+            self._waiting.pop(key, None)
+            self._last[key] = now
+        self.triggered += len(keys)
+        self._make_due(keys)
 
     def close(self) -> None:
         for handle in self._waiting.values():
