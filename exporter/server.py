@@ -15,7 +15,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 
 from exporter import __version__
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, ExpositionCache
-from exporter.negotiation import accepts_gzip, wants_openmetrics
+from exporter.negotiation import Format, accepts_gzip, negotiate
 from exporter.store import SnapshotStore, TargetState
 from exporter.webconfig import WebConfigWatcher, install
 
@@ -30,8 +30,8 @@ def _accepts_gzip(request: web.Request) -> bool:
     return accepts_gzip(request.headers.get("Accept-Encoding"))
 
 
-def _wants_openmetrics(request: web.Request) -> bool:
-    return wants_openmetrics(request.headers.get("Accept"))
+def _format(request: web.Request) -> Format:
+    return negotiate(request.headers.get("Accept"))
 
 
 def render_metrics(registry: CollectorRegistry, openmetrics: bool,
@@ -48,9 +48,9 @@ def render_metrics(registry: CollectorRegistry, openmetrics: bool,
 
 
 def exposition(request: web.Request, registry: CollectorRegistry) -> web.Response:
-    body, content_type, gzipped = render_metrics(
-        registry, _wants_openmetrics(request), _accepts_gzip(request))
-    response = web.Response(body=body, headers={"Content-Type": content_type})
+    negotiated = _format(request)
+    body, _, gzipped = render_metrics(registry, negotiated.openmetrics, _accepts_gzip(request))
+    response = web.Response(body=body, headers={"Content-Type": negotiated.content_type})
     if gzipped:
         response.headers["Content-Encoding"] = "gzip"
     response.headers["Vary"] = "Accept, Accept-Encoding"
@@ -133,8 +133,9 @@ def make_app(cache: ExpositionCache, store: SnapshotStore, telemetry_path: str,
              probe: Callable[[str, str], Awaitable[CollectorRegistry | str]] | None = None,
              ) -> web.Application:
     async def metrics(request: web.Request) -> web.StreamResponse:
-        body = await cache.get(_wants_openmetrics(request))
-        headers = {"Content-Type": body.content_type, "Vary": "Accept, Accept-Encoding"}
+        negotiated = _format(request)
+        body = await cache.get(negotiated.openmetrics)
+        headers = {"Content-Type": negotiated.content_type, "Vary": "Accept, Accept-Encoding"}
         if _accepts_gzip(request):
             headers["Content-Encoding"] = "gzip"
             return await stream(request, headers, len(body.gzipped), _slices(body.gzipped))
