@@ -35,6 +35,12 @@ class InvalidAnalytics(ValueError):
     """The body does not have a known shape or carries impossible values."""
 
 
+class NoAnalytics(ValueError):
+    """``data: null`` on HTTP 200: the platform's analytics store failed (a MongoDB error or
+    its 10-second query limit; unpod-api.md). A failed poll (reason ``no_data``), never zeros:
+    a space without runs answers empty figures instead."""
+
+
 @dataclass(frozen=True)
 class Analytics:
     shape: Shape
@@ -46,6 +52,12 @@ class Analytics:
     task_status: tuple[tuple[str, int], ...]  # documented statuses first, then others sorted
     call_outcomes: tuple[tuple[str, int], ...] = ()  # platform shape only
     ignored_keys: tuple[str, ...] = ()  # statuses/outcomes dropped by the name rule or the cap
+
+    @property
+    def empty(self) -> bool:
+        """No figure at all: a space without runs (``call_analytics: {}``)."""
+        return not self.task_status and not self.call_outcomes and all(
+            getattr(self, name) is None for name in (*_COUNT_FIELDS, "avg_duration_seconds"))
 
     @property
     def success_ratio(self) -> float | None:
@@ -64,14 +76,6 @@ class Analytics:
         if "completed" not in statuses and "failed" not in statuses:
             return None
         return statuses.get("completed", 0) + statuses.get("failed", 0)
-
-
-@dataclass(frozen=True)
-class NoData:
-    """``data: null`` on HTTP 200: the platform found nothing (or its store failed; the two
-    cannot be told apart). The poll succeeded, but there are no figures to show."""
-
-    message: str = ""
 
 
 def _ratio(part: int | None, whole: int | None) -> float | None:
@@ -179,10 +183,11 @@ def _platform(data: Mapping[str, object]) -> Analytics:
     )
 
 
-def parse_analytics(data: object) -> Analytics | NoData:
-    """Build a snapshot from the body's ``data`` object, or raise InvalidAnalytics."""
+def parse_analytics(data: object) -> Analytics:
+    """Build a snapshot from the body's ``data`` object, or raise InvalidAnalytics (or
+    NoAnalytics for ``data: null``)."""
     if data is None:
-        return NoData()
+        raise NoAnalytics("data is null")
     data = _object(data, "data")
     if "call_analytics" in data and "call_status" in data:
         return _platform(data)

@@ -12,11 +12,12 @@ from typing import TypeVar
 
 import aiohttp
 
-from exporter.analytics import Analytics, NoData
+from exporter.analytics import Analytics
 from exporter.client import ApiError, ApiResponse, UnpodClient, close_quietly, environment_proxy
 from exporter.config import Config, TokenSource
 from exporter.discovery import ORGS_PATH, SPACES_PATH, parse_orgs, parse_spaces, refused_scheme
 from exporter.gate import RequestGate
+from exporter.reasons import Reason
 from exporter.sharding import Shard
 from exporter.targets import ORG_WIDE, Discovered, Target, build_targets
 from exporter.tokens import TokenReader
@@ -62,27 +63,32 @@ def config_keys(config: Config, target: Target) -> Keys:
 def hint(error: ApiError, keys: Keys, challenge: str | None, scheme: str) -> str:
     """Where to look for a failure's cause, naming the config key."""
     reason = error.reason
-    if reason == "unauthorized":
+    if reason == Reason.UNAUTHORIZED:
         if (wanted := refused_scheme(challenge, scheme)) is not None:
             extra = (" (or list spaces under orgs[].spaces: some deployments' list endpoints "
                      "take JWT only)") if keys.org.startswith("discovery") else ""
             return f"the API asks for {wanted} credentials: check api.auth_scheme{extra}"
         return f"the token is refused: check {keys.token}"
-    if reason == "forbidden":
+    if reason == Reason.FORBIDDEN:
         if error.target_only and keys.space:
             return f"the token's user has no access to this space: check {keys.space}"
         return f"the token lacks access to the organization: check {keys.token} and {keys.org}"
-    if reason == "not_found":
+    if reason == Reason.NOT_FOUND:
+        if error.route_missing:
+            return ("the route does not exist at api.base_url (a web server's page, not the "
+                    "platform's JSON): check api.base_url")
         if "space" in error.message.lower() and keys.space:
             return f"check {keys.space}"
         return f"check {keys.org}"
     return {
-        "bad_request": f"check {keys.org}",
-        "rate_limited": "the API throttles: lower api.max_requests_per_minute",
-        "server_error": "Unpod's side: try again later",
-        "timeout": "check api.timeout, api.base_url and the network",
-        "connection_error": "check api.base_url, api.proxy_url and api.tls",
-        "invalid_response": "check api.base_url (is it Unpod's platform API?)",
+        Reason.BAD_REQUEST: f"check {keys.org}",
+        Reason.RATE_LIMITED: "the API throttles: lower api.max_requests_per_minute",
+        Reason.SERVER_ERROR: "Unpod's side: try again later",
+        Reason.TIMEOUT: "check api.timeout, api.base_url and the network",
+        Reason.CONNECTION_ERROR: "check api.base_url, api.proxy_url and api.tls",
+        Reason.INVALID_RESPONSE: "check api.base_url (is it Unpod's platform API?)",
+        Reason.NO_DATA: ("Unpod's analytics store failed to answer (data: null): try again "
+                         "later; the exporter keeps the last figures until poll.max_staleness"),
     }.get(reason, "")
 
 
@@ -107,12 +113,12 @@ def _failure(name: str, response: ApiResponse[R], keys: Keys, scheme: str) -> Ro
 
 
 def target_row(config: Config, target: Target,
-               response: ApiResponse[Analytics | NoData]) -> Row:
+               response: ApiResponse[Analytics]) -> Row:
     name = target.org + ("" if target.space == ORG_WIDE else f"/{target.space}")
     outcome = response.outcome
-    if isinstance(outcome, NoData):
-        return Row(name, str(response.http_status), "none", "",
-                   "ok: no analytics yet (data: null); figures appear once it has runs", True)
+    if isinstance(outcome, Analytics) and outcome.empty:
+        return Row(name, str(response.http_status), outcome.shape, "",
+                   "ok: no runs yet, so no figures; they appear once it has runs", True)
     if isinstance(outcome, Analytics):
         return Row(name, str(response.http_status), outcome.shape, figures(outcome), "ok", True)
     return _failure(name, response, config_keys(config, target), config.api.auth_scheme)

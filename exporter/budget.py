@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from exporter.client import ApiError, ApiResponse
 from exporter.config import TokenSource
+from exporter.reasons import Reason
 from exporter.targets import ORG_WIDE, Target
 
 log = logging.getLogger("unpod_exporter.budget")
@@ -89,7 +90,7 @@ class RequestBudget:
         """Take what an answer says of the API's limit: a 429 pauses (for its Retry-After,
         else the limit's reset, else a minute); the rate-limit headers pace or pause."""
         outcome = response.outcome
-        if isinstance(outcome, ApiError) and outcome.reason == "rate_limited":
+        if isinstance(outcome, ApiError) and outcome.reason == Reason.RATE_LIMITED:
             self.pause(response.retry_after or response.ratelimit_reset
                        or DEFAULT_RATE_LIMIT_PAUSE)
         if response.retry_after is not None:
@@ -190,27 +191,34 @@ def spare(stretch: Stretch, per_minute: float,
     return minute, day
 
 
+@dataclass(frozen=True)
+class _Backoff:
+    failures: int  # in a row
+    until: float  # on the budget's clock
+    error: ApiError  # the answer that started it
+
+
 class AuthBackoff:
     """401/403 back-off per (org, token source): 2, 4, 8, ... intervals, up to an hour."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self._state: dict[tuple[str, TokenSource], tuple[int, float, ApiError]] = {}
+        self._state: dict[tuple[str, TokenSource], _Backoff] = {}
 
     def blocked(self, org: str, token: TokenSource) -> ApiError | None:
         """The error that started a back-off still running for this org and token, if any."""
         state = self._state.get((org, token))
-        if state is None or self.clock() >= state[1]:
+        if state is None or self.clock() >= state.until:
             return None
-        return state[2]
+        return state.error
 
     def failed(self, org: str, token: TokenSource, error: ApiError, interval: float) -> float:
         previous = self._state.get((org, token))
-        if previous is not None and self.clock() < previous[1]:
-            return previous[1] - self.clock()  # polls already in flight: one failure per round
-        failures = (previous[0] if previous else 0) + 1
+        if previous is not None and self.clock() < previous.until:
+            return previous.until - self.clock()  # polls already in flight: one per round
+        failures = (previous.failures if previous else 0) + 1
         delay = min(MAX_PAUSE, interval * 2.0**failures)
-        self._state[(org, token)] = (failures, self.clock() + delay, error)
+        self._state[(org, token)] = _Backoff(failures, self.clock() + delay, error)
         return delay
 
     def reset(self, org: str | None = None, token: TokenSource | None = None) -> None:

@@ -23,66 +23,60 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from exporter import __version__
-from exporter.analytics import Analytics, NoData, parse_analytics
+from exporter.analytics import Analytics, NoAnalytics, parse_analytics
+from exporter.reasons import REASONS, Reason
+
+__all__ = ["REASONS", "ApiError", "ApiResponse", "Reason", "UnpodClient"]
 
 log = logging.getLogger("unpod_exporter.client")
 
-REASONS = (
-    "bad_request",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "rate_limited",
-    "server_error",
-    "timeout",
-    "connection_error",
-    "invalid_response",
-)
 USER_AGENT = f"unpod-exporter/{__version__}"
 ANALYTICS_PATH = "/organisation/analytics/"  # sic: British spelling, unlike organizations/
 MAX_BODY_BYTES = 1024 * 1024
 _MESSAGE_LIMIT = 200
-_STATUS_REASONS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                   429: "rate_limited"}
+_STATUS_REASONS = {400: Reason.BAD_REQUEST, 401: Reason.UNAUTHORIZED, 403: Reason.FORBIDDEN,
+                   404: Reason.NOT_FOUND, 429: Reason.RATE_LIMITED}
 # Unpod answers some application errors as HTTP 206 (or body status_code 206): the message
 # tells which (unpod-api.md). Compared case-folded, without a trailing full stop.
-_206_MESSAGES = {"invalid space token": "not_found",
-                 "invalid organization handle": "not_found",
-                 "you don't have access to this space": "forbidden"}
+_206_MESSAGES = {"invalid space token": Reason.NOT_FOUND,
+                 "invalid organization handle": Reason.NOT_FOUND,
+                 "you don't have access to this space": Reason.FORBIDDEN}
 _HEADER_NUMBER_RE = re.compile(r"[0-9]{1,15}")  # ASCII digits, small enough for a float
 
 
-def reason_for_status(status: int) -> str:
+def reason_for_status(status: int) -> Reason:
     """The error reason of a non-success HTTP (or body) status code."""
     if status in _STATUS_REASONS:
         return _STATUS_REASONS[status]
     if 500 <= status <= 599:
-        return "server_error"
+        return Reason.SERVER_ERROR
     if 400 <= status <= 499:
-        return "bad_request"
-    return "invalid_response"
+        return Reason.BAD_REQUEST
+    return Reason.INVALID_RESPONSE
 
 
-def _body_reason(code: int) -> str:
+def _body_reason(code: int) -> Reason:
     """Body ``status_code`` values count only when they are a known error code."""
     if code in _STATUS_REASONS or 500 <= code <= 599:
         return reason_for_status(code)
-    return "invalid_response"
+    return Reason.INVALID_RESPONSE
 
 
-def _206_reason(message: str) -> str:
+def _206_reason(message: str) -> Reason:
     normal = " ".join(message.split()).casefold().rstrip(".").replace("\u2019", "'")
-    return _206_MESSAGES.get(normal, "invalid_response")
+    return _206_MESSAGES.get(normal, Reason.INVALID_RESPONSE)
 
 
 @dataclass(frozen=True)
 class ApiError:
-    reason: str
+    reason: Reason
     message: str
     http_status: int | None = None
     # True when the error concerns this target alone (a 206 "no access to this space"), not
     # the org's credential: no auth back-off for the org's other targets.
     target_only: bool = False
+    # a 404 that is not the platform's JSON: the route does not exist at api.base_url
+    route_missing: bool = False
 
 
 T = TypeVar("T")
@@ -187,7 +181,7 @@ def interpret(http_status: int, raw: bytes,
     the result or raises ValueError. HTTP 206 (or a body ``status_code`` 206) is classified by
     its message."""
     if 300 <= http_status <= 399:
-        return ApiError("invalid_response", f"HTTP {http_status} redirect not followed",
+        return ApiError(Reason.INVALID_RESPONSE, f"HTTP {http_status} redirect not followed",
                         http_status)
     body: object
     try:
@@ -198,38 +192,46 @@ def interpret(http_status: int, raw: bytes,
     else:
         not_json = ""
     api_message = _api_message(body)
+    if http_status == 404 and not_json:
+        # the platform answers an unknown organization in JSON; a page that is not JSON is
+        # the web server's own: this route does not exist at the configured base URL
+        return ApiError(Reason.NOT_FOUND, "HTTP 404 that is not the platform's JSON: no such "
+                        "route at api.base_url", http_status, route_missing=True)
     if not 200 <= http_status <= 299:
         detail = f": {api_message}" if api_message else ""
         return ApiError(reason_for_status(http_status), f"HTTP {http_status}{detail}", http_status)
     if not_json:
-        return ApiError("invalid_response", f"HTTP {http_status}: {not_json}", http_status)
+        return ApiError(Reason.INVALID_RESPONSE, f"HTTP {http_status}: {not_json}", http_status)
     if not isinstance(body, dict):
-        return ApiError("invalid_response",
+        return ApiError(Reason.INVALID_RESPONSE,
                         f"HTTP {http_status}: body is {type(body).__name__}, expected object",
                         http_status)
     code = body.get("status_code")
     if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
-        return ApiError("invalid_response", f"HTTP {http_status}: status_code is not a number",
-                        http_status)
+        return ApiError(Reason.INVALID_RESPONSE,
+                        f"HTTP {http_status}: status_code is not a number", http_status)
     if 206 in (http_status, code):
         reason = _206_reason(api_message)
         detail = f": {api_message}" if api_message else ""
         return ApiError(reason, f"HTTP {http_status}, status_code {code}{detail}", http_status,
-                        target_only=reason == "forbidden")
+                        target_only=reason == Reason.FORBIDDEN)
     if code is None and http_status != 200:
-        return ApiError("invalid_response", f"HTTP {http_status} without a status_code",
+        return ApiError(Reason.INVALID_RESPONSE, f"HTTP {http_status} without a status_code",
                         http_status)
     if code is not None and (code != 200 or http_status != 200):
         detail = f": {api_message}" if api_message else ""
         return ApiError(_body_reason(code), f"HTTP {http_status}, status_code {code}{detail}",
                         http_status)
     if "data" not in body:
-        return ApiError("invalid_response", f"HTTP {http_status}: body has no data",
+        return ApiError(Reason.INVALID_RESPONSE, f"HTTP {http_status}: body has no data",
                         http_status)
     try:
         return parse(body if whole_body else body["data"])
+    except NoAnalytics:
+        detail = f": {api_message}" if api_message else ""
+        return ApiError(Reason.NO_DATA, f"HTTP {http_status}, data is null{detail}", http_status)
     except ValueError as exc:
-        return ApiError("invalid_response", f"HTTP {http_status}: {exc}", http_status)
+        return ApiError(Reason.INVALID_RESPONSE, f"HTTP {http_status}: {exc}", http_status)
 
 
 async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -265,7 +267,7 @@ class UnpodClient:
         return self._timeout.total or 0.0
 
     async def fetch_analytics(self, org: str, token: str,
-                              space_token: str | None) -> ApiResponse[Analytics | NoData]:
+                              space_token: str | None) -> ApiResponse[Analytics]:
         params = {"space_token": space_token} if space_token else None
         return await self.get(ANALYTICS_PATH, token, org, params, parse_analytics,
                               (token, space_token or ""))
@@ -301,13 +303,14 @@ class UnpodClient:
                 raw = await _read_limited(resp, self._max_body)
                 outcome = interpret(resp.status, raw, parse, whole_body)
         except _BodyTooLarge as exc:
-            outcome = ApiError("invalid_response", f"response body too large ({exc})")
+            outcome = ApiError(Reason.INVALID_RESPONSE, f"response body too large ({exc})")
         except TimeoutError:
-            outcome = ApiError("timeout", f"no complete answer within {self._timeout.total:g}s")
+            outcome = ApiError(Reason.TIMEOUT,
+                               f"no complete answer within {self._timeout.total:g}s")
         except aiohttp.ClientError as exc:
-            outcome = ApiError("connection_error", _describe_client_error(exc))
+            outcome = ApiError(Reason.CONNECTION_ERROR, _describe_client_error(exc))
         except OSError as exc:
-            outcome = ApiError("connection_error", exc.strerror or type(exc).__name__)
+            outcome = ApiError(Reason.CONNECTION_ERROR, exc.strerror or type(exc).__name__)
         if isinstance(outcome, ApiError):
             outcome = replace(outcome, message=_clip(_redact(outcome.message, secrets)))
         return ApiResponse(outcome, remaining, retry_after, limit, reset, status, challenge)

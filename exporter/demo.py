@@ -4,7 +4,8 @@ The numbers move like real campaigns: calls grow with some failures, tasks flow
 pending -> running -> completed/failed, and one space has its tasks stuck in pending, so the
 stuck-task alert has something to show. One organization answers in the published shape, the
 other in the platform's own shape (call outcomes, ``call_status``), and one of its spaces has
-no runs yet (``data: null``), so a newcomer sees every answer the real API gives. Nothing
+no runs yet (empty figures, as the platform answers then), so a newcomer sees every successful
+answer the real API gives. Nothing
 leaves the machine.
 """
 
@@ -35,7 +36,7 @@ class Campaign:
     mean_duration: float
     task_rate: float
     stuck: bool = False
-    idle: bool = False  # no runs yet: the platform answers data: null
+    idle: bool = False  # no runs yet: the platform answers empty figures
     calls: int = 0
     completed_calls: int = 0
     failed_calls: int = 0
@@ -91,11 +92,12 @@ def _analytics(campaigns: list[Campaign]) -> dict[str, object]:
     }
 
 
-def _platform_analytics(campaigns: list[Campaign]) -> dict[str, object] | None:
+def _platform_analytics(campaigns: list[Campaign]) -> dict[str, object]:
     """The platform's own shape, as its ``fetch_space_analytics`` sums runs: call outcomes,
-    and task counts with ``in_progress`` for running and a success *percentage*."""
+    and task counts with ``in_progress`` for running and a success *percentage*; empty
+    figures when there are no runs (its ``$facet`` still returns one document)."""
     if all(c.idle for c in campaigns):
-        return None
+        return {"call_analytics": {}, "call_status": {"success_rate": 0}}
     outcomes = {name: sum(c.outcomes[name] for c in campaigns) for name in OUTCOMES}
     tasks = {status: sum(c.tasks[status] for c in campaigns)
              for status in ("completed", "failed", "pending", "running")}
@@ -174,9 +176,6 @@ class DemoApi:
                                           "data": {}}, status=206)
         if handle in PLATFORM_SHAPE_ORGS:
             data = _platform_analytics(selected)
-            if data is None:
-                return web.json_response({"message": "No analytics data available for this "
-                                          "space.", "data": None})
             return web.json_response({"status_code": 200, "data": data,
                                       "message": "Analytics fetched successfully"})
         return web.json_response({"status_code": 200, "message": "Analytics fetched successfully",

@@ -27,7 +27,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from exporter.analytics import Analytics, NoData
+from exporter.analytics import Analytics
 from exporter.client import ApiError
 from exporter.gate import Priority
 from exporter.targets import ORG_WIDE, Target, TargetKey
@@ -153,7 +153,7 @@ class Freshness:
     def needs_request(self, target: Target, now: float) -> bool:
         return self.priority(target, now) is not None
 
-    def observe(self, target: Target, outcome: Analytics | NoData | ApiError,
+    def observe(self, target: Target, outcome: Analytics | ApiError,
                 now: float) -> list[TargetKey]:
         """Take a poll's outcome; returns the spaces to poll now (the org-wide figures
         changed, or the accounting could not explain the change), the active ones first."""
@@ -163,8 +163,8 @@ class Freshness:
         if org is None:
             return []
         org.healthy = not isinstance(outcome, ApiError)
-        if not isinstance(outcome, Analytics):
-            return []  # an error, or data: null: nothing to compare
+        if isinstance(outcome, ApiError):
+            return []  # a failure (data: null included): nothing to compare
         self._measure(org, now, self._intervals.get(target.org, target.interval))
         before, org.figures = org.figures, outcome
         if before is None or outcome == before:
@@ -221,7 +221,7 @@ class Freshness:
         return (not self._active(key), space.polled_at)
 
     def _observe_space(self, org: _Org | None, key: TargetKey,
-                       outcome: Analytics | NoData | ApiError,
+                       outcome: Analytics | ApiError,
                        now: float) -> list[TargetKey]:
         space = self._spaces.get(key)
         before = space.figures if space is not None else None
@@ -234,12 +234,12 @@ class Freshness:
                 space.changed_at = now
             space.polled_at = now
         if space is not None and isinstance(outcome, Analytics):
-            space.figures = outcome  # data: null keeps the figures, as the store does
+            space.figures = outcome
         if org is None or org.unexplained is None:
             return []
         if isinstance(outcome, Analytics) and before is not None:
             org.unexplained = _minus(org.unexplained, _minus(counts(outcome), counts(before)))
-        elif not isinstance(outcome, NoData):
+        else:
             org.unexplained = None  # an answer that cannot be reconciled: the ledger breaks
         if not org.held or key in org.held:
             return []

@@ -14,13 +14,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
-from exporter.analytics import Analytics, NoData, without
+from exporter.analytics import Analytics, without
 from exporter.budget import AuthBackoff
 from exporter.client import ApiError, ApiResponse, UnpodClient
 from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.config import ConfigError
 from exporter.freshness import Freshness
 from exporter.gate import Priority, RequestGate
+from exporter.reasons import AUTH_FAILURES, Reason
 from exporter.retry import retry_delay
 from exporter.scheduler import Scheduler
 from exporter.store import SnapshotStore
@@ -29,8 +30,7 @@ from exporter.tokens import TokenReader
 from exporter.transitions import TransitionLog
 
 log = logging.getLogger("unpod_exporter.poller")
-AUTH_FAILURES = frozenset({"unauthorized", "forbidden"})
-Outcome = Analytics | NoData | ApiError
+Outcome = Analytics | ApiError
 
 
 class Poller:
@@ -125,12 +125,12 @@ class Poller:
             await asyncio.sleep(wait)
 
     async def _request(self, target: Target, deadline: float,
-                       priority: Priority) -> ApiResponse[Analytics | NoData] | None:
-        async def fetch() -> ApiResponse[Analytics | NoData]:
+                       priority: Priority) -> ApiResponse[Analytics] | None:
+        async def fetch() -> ApiResponse[Analytics]:
             try:
                 token = self._tokens.get(target.token)
             except ConfigError as exc:
-                return ApiResponse(ApiError("unauthorized", f"no usable token: {exc}"))
+                return ApiResponse(ApiError(Reason.UNAUTHORIZED, f"no usable token: {exc}"))
             return await self._client().fetch_analytics(target.org, token, target.space_token)
 
         response = await self.gate.send(target.token, fetch, priority=priority,

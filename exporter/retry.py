@@ -11,18 +11,19 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-RETRYABLE = frozenset({"timeout", "connection_error", "server_error"})
+from exporter.reasons import TRANSIENT, Reason
+
 MAX_ATTEMPTS = 3
 RETRY_BASE = 0.5  # seconds; full jitter over base * 2**attempt
 RETRY_CAP = 10.0
 
 
-def retry_delay(attempt: int, reason: str, *, now: float, deadline: float,
+def retry_delay(attempt: int, reason: Reason, *, now: float, deadline: float,
                 request_timeout: float,
                 jitter: Callable[[float, float], float] = random.uniform) -> float | None:
     """Seconds to wait before the next request after ``attempt`` failed ones (1 after the
     first) ended with ``reason``; None to give up."""
-    if reason not in RETRYABLE or attempt >= MAX_ATTEMPTS:
+    if reason not in TRANSIENT or attempt >= MAX_ATTEMPTS:
         return None
     wait = jitter(0, min(RETRY_CAP, RETRY_BASE * 2**attempt))
     if now + wait + request_timeout > deadline:

@@ -12,9 +12,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from exporter.analytics import Analytics, NoData
+from exporter.analytics import Analytics
 from exporter.backlog.snapshot import BacklogState
-from exporter.client import REASONS, ApiError
+from exporter.client import ApiError
+from exporter.reasons import REASONS
 from exporter.targets import Target
 
 _NO_ERRORS = tuple(0 for _ in REASONS)
@@ -31,7 +32,6 @@ class TargetState:
     poll_duration: float | None = None
     errors: tuple[int, ...] = _NO_ERRORS  # per reason, in REASONS order
     last_error: ApiError | None = None
-    no_data: bool = False  # the last successful answer was ``data: null``
     last_polled: float | None = None  # Unix time of the last successful request (last_success
     # also moves when change-driven polling confirms the target without one)
     backlog: BacklogState | None = None  # the backlog scan's, for the spaces it scans
@@ -39,7 +39,7 @@ class TargetState:
     @property
     def shape(self) -> str:
         """The analytics shape of the last successful answer: published, platform or none."""
-        if self.no_data or self.analytics is None:
+        if self.analytics is None:
             return "none"
         return self.analytics.shape
 
@@ -52,7 +52,11 @@ class Transition:
     after: TargetState
 
 
-def _progress(previous: TargetState, analytics: Analytics, now: float) -> float:
+def _progress(previous: TargetState, analytics: Analytics, now: float) -> float | None:
+    """When finished tasks last grew; absent while no answer has told of finished tasks (a
+    space without runs has no progress to date)."""
+    if analytics.finished_tasks is None:
+        return previous.progress_timestamp
     if previous.analytics is None or previous.progress_timestamp is None:
         return now
     finished, before = analytics.finished_tasks, previous.analytics.finished_tasks
@@ -115,11 +119,12 @@ class SnapshotStore:
         if ratelimit_remaining is not None and org in self.poll_intervals:
             self.ratelimit_remaining[org] = ratelimit_remaining
 
-    def record(self, target: Target, outcome: Analytics | NoData | ApiError,
+    def record(self, target: Target, outcome: Analytics | ApiError,
                duration: float) -> Transition | None:
         """Store a poll's final outcome; None when the target was removed meanwhile.
-        ``NoData`` is a success that keeps the previous figures and progress clock as they
-        were: zeros would read as a collapse and move every delta() on the dashboards."""
+        A failure (``data: null`` included) keeps the previous figures, until they are
+        stale, and the progress clock as they were: zeros would read as a collapse and move
+        every delta() on the dashboards."""
         before = self._states.get(target.key)
         if before is None:
             return None
@@ -129,13 +134,9 @@ class SnapshotStore:
             errors[REASONS.index(outcome.reason)] += 1
             after = replace(before, attempted=True, up=False, poll_duration=duration,
                             errors=tuple(errors), last_error=outcome)
-        elif isinstance(outcome, NoData):
-            after = replace(before, attempted=True, up=True, poll_duration=duration,
-                            last_success=now, last_polled=now, no_data=True)
         else:
             after = replace(before, attempted=True, up=True, poll_duration=duration,
                             analytics=outcome, last_success=now, last_polled=now,
-                            no_data=False,
                             progress_timestamp=_progress(before, outcome, now))
         self._states[target.key] = after
         self._changed(target.key)

@@ -2,10 +2,12 @@
 
 It follows Unpod's public platform source (``apps/backend-core``: the analytics view, its
 ``fetch_space_analytics``, DRF's authentication answers, the list views) as well as the
-published page: both success shapes (``set_analytics`` / ``set_platform``), ``data: null``
-(``set_no_data``), the 206 answers, the real list items, and which ``Authorization`` schemes
-each route accepts (``schemes`` / ``list_schemes``). Tests inject faults with ``fail``; the
-server records every request so that tests can count what the exporter really sent.
+published page: both success shapes (``set_analytics`` / ``set_platform``), a space without
+runs (``set_empty``), ``data: null`` (``set_no_data``: the analytics store failed), a route
+that does not exist (``no_route``: Django's HTML 404), the 206 answers, the real list items,
+and which ``Authorization`` schemes each route accepts (``schemes`` / ``list_schemes``).
+Tests inject faults with ``fail``; the server records every request so that tests can count
+what the exporter really sent.
 """
 
 from __future__ import annotations
@@ -55,7 +57,11 @@ def platform_analytics(calls: int = 419, interested: int = 77, call_back: int = 
     }
 
 
-NO_DATA = {"message": "No analytics data available for this space.", "data": None}
+# data: null appears only when the analytics store fails; the renderer always adds status_code
+NO_DATA = {"status_code": 200, "message": "No analytics data available for this space.",
+           "data": None}
+# a space without runs: MongoDB's $facet still returns one document, with empty figures
+EMPTY = {"call_analytics": {}, "call_status": {"success_rate": 0}}
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,11 @@ FAULTS: dict[str, Fault] = {
                                  "error": "Expired Auth Token"}),
     "invalid_org": Fault(403, {"status_code": 403, "message": "Invalid organization handle"}),
     "org_not_found": Fault(404, {"message": "Organization not found"}),
+    # the public source has no analytics route: Django's own page, before authentication
+    "no_route": Fault(404, b"<!DOCTYPE html><html><head><title>Page not found at "
+                           b"/api/v2/platform/organisation/analytics/</title></head><body>"
+                           b"<h1>Page not found <span>(404)</span></h1></body></html>",
+                      {"Content-Type": "text/html; charset=utf-8"}),
     "invalid_space_token": Fault(206, {"status_code": 206, "message": "Invalid Space Token",
                                        "data": {}}),
     "rate_limited": Fault(429, {"detail": "Request was throttled."},
@@ -166,8 +177,14 @@ class FakeUnpod:
         return body
 
     def set_no_data(self, org: str, space_token: str | None = ORG_WIDE) -> None:
-        """A space without runs: HTTP 200, ``data: null``, no status_code."""
+        """The analytics store failed (a MongoDB error, its 10 s limit): HTTP 200,
+        ``data: null``."""
         self.data[(org, space_token)] = None
+        self._orgs.add(org)
+
+    def set_empty(self, org: str, space_token: str | None = ORG_WIDE) -> None:
+        """A space without runs yet: HTTP 200, empty platform-shape figures."""
+        self.data[(org, space_token)] = EMPTY
         self._orgs.add(org)
 
     def platform(self) -> None:

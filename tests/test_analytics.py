@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from exporter.analytics import MAX_STATUSES, Analytics, InvalidAnalytics, NoData, parse_analytics
+from exporter.analytics import (
+    MAX_STATUSES,
+    Analytics,
+    InvalidAnalytics,
+    NoAnalytics,
+    parse_analytics,
+)
 from tests.fakeapi import analytics, platform_analytics
 
 
@@ -120,8 +126,20 @@ def test_task_success_ratio_is_capped_and_absent_without_tasks():
                            ).task_success_ratio == 0.25
 
 
-def test_data_null_is_no_data_not_zeros():
-    assert isinstance(parse_analytics(None), NoData)
+def test_data_null_is_a_failure_not_zeros():
+    with pytest.raises(NoAnalytics):
+        parse_analytics(None)
+
+
+def test_a_space_without_runs_is_the_platform_shape_with_no_figures():
+    # unpod-api.md: MongoDB's $facet always returns one document, so empty figures
+    empty = parse_analytics({"call_analytics": {}, "call_status": {"success_rate": 0}})
+    assert empty.shape == "platform" and empty.empty
+    assert empty.total_calls is None and empty.total_tasks is None
+    assert empty.task_status == () and empty.call_outcomes == ()
+    assert empty.success_ratio is None and empty.task_success_ratio is None
+    assert not parse_analytics({"call_analytics": {"total_calls": 0},
+                                "call_status": {"success_rate": 0}}).empty
 
 
 def test_counts_above_2_to_the_53_are_invalid():

@@ -34,12 +34,12 @@ def row(out: str, target: str) -> str:
     return rows[0]
 
 
-async def test_success_shapes_and_no_data(fake_api, tmp_path):
+async def test_success_shapes_and_a_space_without_runs(fake_api, tmp_path):
     fake, base = fake_api
     fake.set_analytics("acme", calls=1250, completed=1100, failed=150)
     fake.set_analytics("acme", "sp_sales_secret")
     fake.set_platform("acme", "sp_survey_secret")
-    fake.set_no_data("acme", "sp_fresh_secret")
+    fake.set_empty("acme", "sp_fresh_secret")
     code, out, err = await run_check(config_yaml(base, [{"handle": "acme", "spaces": SPACES}]),
                                      tmp_path)
     assert code == 0, out + err
@@ -47,7 +47,8 @@ async def test_success_shapes_and_no_data(fake_api, tmp_path):
     org = row(out, "acme")
     assert "200" in org and "published" in org and "calls=1250 completed=1100" in org
     assert "platform" in row(out, "acme/survey") and "calls=419" in row(out, "acme/survey")
-    assert "none" in row(out, "acme/fresh") and "data: null" in row(out, "acme/fresh")
+    fresh = row(out, "acme/fresh")
+    assert "platform" in fresh and "ok: no runs yet" in fresh
     assert "4 of 4 answered usefully" in out
     assert fake.count() == 4  # one request per target
 
@@ -81,6 +82,28 @@ async def test_each_failure_names_its_reason_and_config_key(fake_api, tmp_path):
     # secrets: neither the API token nor any space token is printed
     for secret in (TOKEN, "other-token", *(s["space_token"] for s in SPACES)):
         assert secret not in out + err
+
+
+async def test_data_null_and_a_missing_route_are_failures_with_their_own_hints(fake_api,
+                                                                             tmp_path):
+    fake, base = fake_api
+    fake.set_analytics("acme")
+    fake.set_no_data("acme", "sp_sales_secret")
+    fake.set_analytics("acme", "sp_survey_secret")
+    fake.set_analytics("acme", "sp_fresh_secret")
+    code, out, _ = await run_check(config_yaml(base, [{"handle": "acme", "spaces": SPACES}]),
+                                   tmp_path)
+    assert code == 1
+    sales = row(out, "acme/sales")
+    assert "no_data" in sales and "analytics store failed" in sales
+    assert "poll.max_staleness" in sales
+    # the public platform source has no analytics route: Django's HTML 404, not the JSON
+    # "Organization not found", so the hint names the base URL, not the org
+    fake.fail("acme", None, "no_route")
+    code, out, _ = await run_check(config_yaml(base, [{"handle": "acme"}]), tmp_path)
+    acme = row(out, "acme")
+    assert code == 1 and "not_found" in acme and "404" in acme
+    assert "route does not exist at api.base_url" in acme and "orgs[0].handle" not in acme
 
 
 async def test_wrong_token_and_unreachable_api(fake_api, tmp_path):

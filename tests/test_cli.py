@@ -84,13 +84,13 @@ def test_demo_serves_nonzero_analytics_soon_and_stops_on_sigterm(process):
     stuck = value(m, "unpod_tasks_by_status", org="globex-health", space="patient-survey",
                   status="pending")
     assert stuck and stuck > 0
-    # both shapes of the real API, and a space without runs (data: null)
+    # both shapes of the real API, and a space without runs (empty figures)
     assert value(m, "unpod_analytics_shape_info", org="acme-telecom", shape="published") == 1
     assert value(m, "unpod_analytics_shape_info", org="globex-health", shape="platform") == 1
     assert value(m, "unpod_calls_by_outcome", org="globex-health", outcome="interested") > 0
     assert value(m, "unpod_calls_completed", org="globex-health") is None
     outreach = {"org": "globex-health", "space": "vaccine-outreach"}
-    assert value(m, "unpod_analytics_shape_info", shape="none", **outreach) == 1
+    assert value(m, "unpod_analytics_shape_info", shape="platform", **outreach) == 1
     assert value(m, "unpod_up", **outreach) == 1 and value(m, "unpod_calls", **outreach) is None
     assert get(demo.base + "/-/ready")[0] == 200
     stop_started = time.monotonic()

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from exporter.analytics import Analytics
 from exporter.client import REASONS, ApiError, UnpodClient, interpret, parse_retry_after
+from exporter.reasons import Reason
 from tests.conftest import TOKEN
-from tests.fakeapi import Fault
+from tests.fakeapi import EMPTY, FAULTS, NO_DATA, Fault
 
 
 @pytest.fixture
@@ -127,3 +128,27 @@ def test_any_json_body_gives_a_snapshot_or_a_classified_error(status, body):
 def test_any_bytes_give_a_snapshot_or_a_classified_error(status, raw):
     outcome = interpret(status, raw)
     assert isinstance(outcome, ApiError) and outcome.reason in REASONS
+
+
+def test_data_null_is_a_no_data_failure():
+    # unpod-api.md: data: null appears only when the platform's analytics store fails
+    outcome = interpret(200, json.dumps(NO_DATA).encode())
+    assert isinstance(outcome, ApiError) and outcome.reason == Reason.NO_DATA
+    assert outcome.reason == "no_data" and "data is null" in outcome.message
+    assert "No analytics data available" in outcome.message
+
+
+def test_a_space_without_runs_is_a_success_with_no_figures():
+    outcome = interpret(200, json.dumps({"status_code": 200, "message": "ok",
+                                         "data": EMPTY}).encode())
+    assert isinstance(outcome, Analytics) and outcome.shape == "platform" and outcome.empty
+
+
+def test_a_404_that_is_not_json_means_no_such_route():
+    page = FAULTS["no_route"]
+    outcome = interpret(page.status, page.body)
+    assert isinstance(outcome, ApiError) and outcome.reason == Reason.NOT_FOUND
+    assert outcome.route_missing and "no such route at api.base_url" in outcome.message
+    unknown_org = interpret(404, json.dumps(FAULTS["org_not_found"].body).encode())
+    assert isinstance(unknown_org, ApiError) and unknown_org.reason == Reason.NOT_FOUND
+    assert not unknown_org.route_missing and "Organization not found" in unknown_org.message

@@ -52,45 +52,69 @@ async def test_platform_shape_end_to_end(fake_api, start_exporter):
     assert "<td>platform</td>" in page and "<td>published</td>" in page
 
 
-async def test_data_null_is_up_keeps_figures_and_the_progress_clock(fake_api, start_exporter,
-                                                                   caplog):
+async def test_a_space_without_runs_is_up_with_no_figures(fake_api, start_exporter, caplog):
     fake, base = fake_api
     fake.set_analytics("acme")
-    fake.set_no_data("acme", "sp_sales")  # a space without runs yet
+    fake.set_empty("acme", "sp_sales")  # unpod-api.md: empty figures, not null
     fake.set_analytics("acme", "sp_survey")
     running = await start_exporter(config_yaml(base, ORGS))
     await running.wait_ready()
     m = await running.metrics()
     assert value(m, "unpod_up", **SALES) == 1
-    assert value(m, "unpod_analytics_shape_info", shape="none", **SALES) == 1
+    assert value(m, "unpod_analytics_shape_info", shape="platform", **SALES) == 1
     assert value(m, "unpod_calls", **SALES) is None  # never zeros
+    assert value(m, "unpod_tasks", **SALES) is None
     assert value(m, "unpod_tasks_last_progress_timestamp_seconds", **SALES) is None
     assert value(m, "unpod_last_success_timestamp_seconds", **SALES) is not None
     assert value(m, "unpod_api_requests_total", org="acme", outcome="ok") == 3
     assert not [r for r in caplog.records if r.getMessage() == "target down"]
 
+
+async def test_data_null_fails_the_poll_but_keeps_figures_and_the_progress_clock(
+        fake_api, start_exporter, caplog):
+    fake, base = fake_api
+    fake.set_analytics("acme")
+    fake.set_analytics("acme", "sp_sales", calls=10, breakdown={"pending": 3, "completed": 4})
+    fake.set_analytics("acme", "sp_survey")
+    running = await start_exporter(config_yaml(base, ORGS))
+    await running.wait_ready()
+    m = await running.metrics()
+    assert value(m, "unpod_poll_errors_total", reason="no_data", **SALES) == 0  # initialised
     poller = running.exporter.poller
     target = running.exporter.scheduler.target(("acme", "sales"))
     assert target is not None
-    fake.set_analytics("acme", "sp_sales", calls=10, breakdown={"pending": 3, "completed": 4})
-    await poller.poll_once(target)
     before = running.exporter.store.get(target.key)
-    assert before is not None and before.analytics is not None
-    fake.set_no_data("acme", "sp_sales")  # runs re-evaluated, or the store failed
+    assert before is not None and before.analytics is not None and before.up
+    fake.set_no_data("acme", "sp_sales")  # the platform's analytics store failed
     await poller.poll_once(target)
     after = running.exporter.store.get(target.key)
-    assert after is not None
-    assert after.up and after.analytics == before.analytics
+    assert after is not None and not after.up
+    assert after.last_error is not None and after.last_error.reason == "no_data"
+    assert after.analytics == before.analytics  # kept until max_staleness
     assert after.progress_timestamp == before.progress_timestamp
-    assert after.last_success is not None and before.last_success is not None
-    assert after.last_success >= before.last_success
+    assert after.last_success == before.last_success
+    assert fake.count("acme", "sp_sales") == 2  # not retried: the store failed for ~10 s
+    down = [r for r in caplog.records if r.getMessage() == "target down"]
+    assert len(down) == 1 and down[0].fields["reason"] == "no_data"
     await wait_for(lambda: running.exporter.exposition._fresh(False) is None, 2, "re-render")
     m = await running.metrics()
+    assert value(m, "unpod_up", **SALES) == 0
+    assert value(m, "unpod_poll_errors_total", reason="no_data", **SALES) == 1
     assert value(m, "unpod_calls", **SALES) == 10  # the previous figures, not zeros
     assert value(m, "unpod_tasks_by_status", status="pending", **SALES) == 3
-    assert value(m, "unpod_analytics_shape_info", shape="none", **SALES) == 1
-    assert value(m, "unpod_analytics_shape_info", shape="published", **SALES) is None
+    assert value(m, "unpod_analytics_shape_info", shape="published", **SALES) == 1
     assert value(m, "unpod_poll_errors_total", reason="invalid_response", **SALES) == 0
+
+
+async def test_a_missing_route_says_so_in_the_log(fake_api, start_exporter, caplog):
+    fake, base = fake_api
+    fake.set_analytics("acme")
+    fake.fail("acme", None, "no_route")  # Django's HTML 404: no such route at this base URL
+    running = await start_exporter(config_yaml(base, [{"handle": "acme"}]))
+    await running.wait_ready()
+    down = [r for r in caplog.records if r.getMessage() == "target down"]
+    assert len(down) == 1 and down[0].fields["reason"] == "not_found"
+    assert "no such route at api.base_url" in down[0].fields["error"]
 
 
 async def test_no_access_to_a_space_does_not_back_off_the_org(fake_api, start_exporter):
