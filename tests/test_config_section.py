@@ -3,12 +3,16 @@ cross-checks, and the rule that validation reads no file."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.config import (
     ApiConfig,
@@ -163,3 +167,81 @@ def test_validation_reads_no_file_and_no_variable(tmp_path, monkeypatch):
     (tmp_path / "missing" / "token").write_text("tok-file")
     with pytest.raises(ConfigError, match=r"^api\.token_env: environment variable"):
         parse_config_text(without_tls)  # orgs[1] uses the api token
+
+
+FULL = {
+    "api": {"base_url": "https://u.example/api/", "token": "t", "timeout": "5s",
+            "max_requests_per_minute": 10, "max_requests_per_day": 100,
+            "proxy_url": "http://p:3128", "auth_scheme": "bearer",
+            "tls": {"insecure_skip_verify": True, "ca_file": "/ca.pem", "cert_file": "/c.pem",
+                    "key_file": "/k.pem"}},
+    "poll": {"interval": "1m", "concurrency": 2, "max_staleness": "10m", "change_driven": False,
+             "idle_interval": "20m"},
+    "discovery": {"interval": "5m", "orgs": {"include": "a.*", "exclude": "ab"}, "spaces": True},
+    "backlog": {"enabled": True, "interval": "10m", "page_size": 50, "max_requests_per_scan": 20},
+    "webhook": {"listen_address": ":9878", "path": "/webhook", "secret_env": "S",
+                "secret_header": "X-S", "web_config_file": "w.yml",
+                "agents": {"agent-1": {"org": "acme", "space": "s1"}}},
+    "orgs": [{"handle": "acme", "interval": "30s", "token_env": "T", "org_wide": True,
+              "spaces": [{"name": "s1", "space_token": "sp1"},
+                         {"name": "s2", "space_token": "sp2"}],
+              "discover_spaces": {"include": "x"}},
+             {"handle": "globex", "org_wide": False, "token_file": "/t",
+              "spaces": [{"name": "s1", "space_token": "sp3"}]}],
+}
+
+
+def _paths(node: object, prefix: tuple = ()) -> list[tuple]:
+    found = [prefix] if prefix else []
+    children = (node.items() if isinstance(node, dict)
+                else enumerate(node) if isinstance(node, list) else ())
+    for name, child in children:
+        found += _paths(child, (*prefix, name))
+    return found
+
+
+PATHS = _paths(FULL)
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6),
+                     st.floats(allow_nan=True), st.sampled_from(
+                         ["", "a", "30s", "0", "1h", "acme", "http://h", "x y", "[", "tok"]),
+                     st.text(max_size=8))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3),
+    st.dictionaries(st.one_of(st.text(max_size=4), st.integers(0, 3)), inner, max_size=3)),
+    max_leaves=8)
+
+
+def _has(node: object, step: object) -> bool:
+    if isinstance(node, dict):
+        return step in node
+    return isinstance(node, list) and isinstance(step, int) and step < len(node)
+
+
+def _mutate(document: dict, path: tuple, value: object) -> None:
+    node: Any = document
+    for step in path[:-1]:
+        if not _has(node, step):
+            return  # an earlier change replaced this branch
+        node = node[step]
+    if isinstance(node, dict) or _has(node, path[-1]):
+        node[path[-1]] = value
+
+
+def test_the_full_document_is_valid():
+    assert parse_config(copy.deepcopy(FULL)).webhook is not None
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.sampled_from(PATHS), _VALUES), min_size=1, max_size=3))
+def test_any_change_gives_a_config_or_a_config_error(changes):
+    """Bad input never crashes validation: a valid document with values anywhere replaced by
+    anything gives ConfigError (naming a key) or a Config."""
+    document = copy.deepcopy(FULL)
+    for path, value in changes:
+        _mutate(document, path, value)
+    try:
+        config = parse_config(document)
+    except ConfigError as exc:
+        assert str(exc).strip()
+    else:
+        assert isinstance(config, Config)
