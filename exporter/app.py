@@ -11,17 +11,18 @@ import aiohttp
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.registry import Collector
 
-from exporter.budget import RequestBudget, spare, stretch_intervals
+from exporter.budget import spare, stretch_intervals
 from exporter.client import UnpodClient, close_quietly, environment_proxy
 from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.collector import UnpodCollector
-from exporter.config import ApiTlsConfig, Config, ConfigError, TokenSource
+from exporter.config import ApiTlsConfig, Config, ConfigError
 from exporter.discovery import Discoverer
 from exporter.exposition import ExpositionCache
 from exporter.files import file_version
 from exporter.freshness import Freshness
 from exporter.gate import RequestGate
 from exporter.poller import Poller
+from exporter.probe import MAX_WAIT, Prober, Refusal, probe_wait
 from exporter.scheduler import Scheduler
 from exporter.server import make_app
 from exporter.sharding import Shard
@@ -33,7 +34,6 @@ from exporter.webhook import PollTrigger, WebhookService
 
 log = logging.getLogger("unpod_exporter")
 SHUTDOWN_GRACE = 4.0
-PROBE_BUDGET_WAIT = 10.0  # a /probe waits this long for the request budget, then answers 503
 
 
 def make_registry(store: SnapshotStore, targets: bool = True,
@@ -88,15 +88,13 @@ class Exporter:
         self._poller: Poller | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._ready = False
-        self.probe_budget_wait = PROBE_BUDGET_WAIT
-        # /probe may spend only what scheduled polls leave of a token's budget, and only a
-        # few at once: a flood of probes never starves the polls of other targets.
-        self._probe_budgets: dict[TokenSource, RequestBudget] = {}
-        self._probe_slots = asyncio.Semaphore(max(1, config.poll.concurrency // 4))
+        self.probe_budget_wait = MAX_WAIT  # at most, whatever the scrape timeout
+        self._prober: Prober | None = None
         self._stopping = False
-        self.web_app = make_app(self.exposition, self.store, telemetry_path, self.is_ready,
-                                self.reload if enable_lifecycle else None, web_config,
-                                self.probe)
+        self.web_app = make_app(cache=self.exposition, store=self.store,
+                                telemetry_path=telemetry_path, is_ready=self.is_ready,
+                                reload=self.reload if enable_lifecycle else None,
+                                web_config=web_config, probe=self.probe)
 
     def is_ready(self) -> bool:
         """Ready once every target had an attempt; stays so until shutdown begins."""
@@ -123,6 +121,11 @@ class Exporter:
         """Every request to the API passes here (budgets, slots, priorities)."""
         assert self._gate is not None, "start() first"
         return self._gate
+
+    @property
+    def prober(self) -> Prober:
+        assert self._prober is not None, "start() first"
+        return self._prober
 
     def _current_client(self) -> UnpodClient:
         assert self._api is not None, "start() first"
@@ -175,6 +178,8 @@ class Exporter:
         self._poller = Poller(gate=self._gate, client=self._current_client, store=self.store,
                               tokens=self.tokens, scheduler=self._scheduler,
                               freshness=self.freshness, clock=clock)
+        self._prober = Prober(poller=self._poller, scheduler=self._scheduler, store=self.store,
+                              concurrency=config.poll.concurrency, clock=clock)
         self._discoverer = Discoverer(gate=self._gate, client=self._current_client,
                                       tokens=self.tokens, store=self.store)
         self._apply(config, announce=True)
@@ -269,8 +274,8 @@ class Exporter:
         stretches = stretch_intervals(targets, per_minute, per_day, extra,
                                       poll.idle_interval if poll.change_driven else None,
                                       freshness.demand())
-        self._set_probe_budgets({token: spare(stretch, per_minute, per_day)
-                                 for token, stretch in stretches.items()})
+        self.prober.set_spare({token: spare(stretch, per_minute, per_day)
+                               for token, stretch in stretches.items()})
         intervals: dict[str, float] = {}
         for token, stretch in stretches.items():
             intervals.update(stretch.intervals)
@@ -297,37 +302,13 @@ class Exporter:
         self._capped = per_minute > 0 or per_day is not None  # demand only matters then
         return intervals
 
-    def _set_probe_budgets(self, spares: dict[TokenSource, tuple[float, float | None] | None],
-                           ) -> None:
-        budgets = {}
-        for token, caps in spares.items():
-            if caps is None:
-                continue  # the polls need every request: no probes for this token
-            budget = budgets[token] = self._probe_budgets.get(token) or RequestBudget(*caps)
-            budget.configure(*caps)
-        self._probe_budgets = budgets
-
-    async def probe(self, org: str, space: str) -> CollectorRegistry | str:
-        """Poll one current target now; its metrics alone, or why not ("unknown"/"budget").
-        A probe that cannot be served from the spare budget at once says so at once."""
-        poller = self.poller
-        target = self.scheduler.target((org, space))
-        if target is None:
-            return "unknown"
-        blocked = poller.auth_backoff.blocked(target.org, target.token) is not None
-        if not blocked:
-            allowance = self._probe_budgets.get(target.token)
-            if allowance is None or allowance.wait() > 0 or self._probe_slots.locked():
-                return "budget"
-            allowance.spend()
-        async with self._probe_slots:
-            outcome = await poller.poll_once(
-                target, deadline=self.clock.now() + self.probe_budget_wait)
-        if outcome is None and not blocked:
-            return "budget"
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(UnpodCollector(self.store, only=target.key))
-        return registry
+    async def probe(self, org: str, space: str,
+                    scrape_timeout: str | None = None) -> CollectorRegistry | Refusal:
+        """``/probe``: one target polled now (``exporter.probe``), waiting for budget no
+        longer than the scrape's timeout allows."""
+        assert self._prober is not None, "start() first"
+        return await self._prober.probe(org, space,
+                                        probe_wait(scrape_timeout, self.probe_budget_wait))
 
     def reload(self) -> str | None:
         """Re-read the config; apply it only if valid. Returns the error text, or None."""

@@ -126,12 +126,16 @@ def landing_page(store: SnapshotStore, telemetry_path: str) -> str:
 """
 
 
-def make_app(cache: ExpositionCache, store: SnapshotStore, telemetry_path: str,
-             is_ready: Callable[[], bool],
-             reload: Callable[[], str | None] | None,
-             web_config: WebConfigWatcher | None = None,
-             probe: Callable[[str, str], Awaitable[CollectorRegistry | str]] | None = None,
+Probe = Callable[[str, str, str | None], Awaitable[CollectorRegistry | str]]
+SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+
+
+def make_app(*, cache: ExpositionCache, store: SnapshotStore, telemetry_path: str = "/metrics",
+             is_ready: Callable[[], bool], reload: Callable[[], str | None] | None = None,
+             web_config: WebConfigWatcher | None = None, probe: Probe | None = None,
              ) -> web.Application:
+    """The exporter's HTTP face; ``probe(org, space, scrape_timeout_header)`` serves /probe,
+    ``reload`` the lifecycle API (None: off)."""
     async def metrics(request: web.Request) -> web.StreamResponse:
         negotiated = _format(request)
         body = await cache.get(negotiated.openmetrics)
@@ -147,7 +151,8 @@ def make_app(cache: ExpositionCache, store: SnapshotStore, telemetry_path: str,
         if (probe is None or set(query) - {"org", "space"} or len(orgs) != 1
                 or len(spaces) > 1 or (spaces and not spaces[0])):
             return web.Response(status=400, text="usage: /probe?org=HANDLE[&space=NAME]\n")
-        result = await probe(orgs[0], spaces[0] if spaces else "")
+        result = await probe(orgs[0], spaces[0] if spaces else "",
+                             request.headers.get(SCRAPE_TIMEOUT_HEADER))
         if result == "unknown":
             return web.Response(status=400, text="not a configured or discovered target\n")
         if isinstance(result, str):

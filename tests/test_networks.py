@@ -8,6 +8,7 @@ import os
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,9 @@ import yaml
 from aiohttp import web
 
 from exporter.config import ConfigError, parse_config_text
+from exporter.probe import probe_wait
 from tests.conftest import TOKEN, config_yaml, parse_metrics, value, wait_for
-from tests.fakeapi import FakeUnpod
+from tests.fakeapi import FakeUnpod, Fault
 from tests.proxy import Proxy
 
 
@@ -246,9 +248,45 @@ async def test_per_org_interval(fake_api, start_exporter):
 
 # --- /probe ----------------------------------------------------------------------------------
 
-async def probe(running, query: str) -> tuple[int, str]:
-    response = await running.client.get(f"/probe?{query}")
+async def probe(running, query: str, scrape_timeout: str | None = None) -> tuple[int, str]:
+    headers = {} if scrape_timeout is None else {
+        "X-Prometheus-Scrape-Timeout-Seconds": scrape_timeout}
+    response = await running.client.get(f"/probe?{query}", headers=headers)
     return response.status, await response.text()
+
+
+def test_probe_waits_for_budget_as_long_as_the_scrape_timeout_allows():
+    assert probe_wait(None) == 10.0 and probe_wait("") == 10.0  # no header: ten seconds
+    assert probe_wait("3") == 2.5 and probe_wait("0.75") == 0.25  # half a second to answer
+    assert probe_wait("30") == 10.0  # never over ten seconds
+    assert probe_wait("0.2") == 0.0  # too short to wait at all: only an admission at once
+    for junk in ("soon", "nan", "inf", "-1", "0", "1e999"):
+        assert probe_wait(junk) == 10.0, junk
+
+
+async def test_a_probe_gives_up_on_budget_before_prometheus_gives_up_on_it(fake_api,
+                                                                          start_exporter):
+    fake, base = fake_api
+    fake.set_analytics("acme")
+    throttled: list[float] = []
+
+    def once() -> Fault | None:
+        if not throttled:
+            throttled.append(time.monotonic())
+            return Fault(429, {"detail": "throttled"}, {"Retry-After": "2"})
+        return None
+
+    fake.fail("acme", None, once)  # the first poll: the API asks for two seconds' pause
+    running = await start_exporter(config_yaml(base, [{"handle": "acme"}]))
+    await running.wait_ready()
+    started = time.monotonic()
+    status, _ = await probe(running, "org=acme", scrape_timeout="1.5")
+    assert status == 503  # a second to wait, the pause lasts longer: said at once
+    assert time.monotonic() - started < 0.5 and fake.count() == 1
+    status, text = await probe(running, "org=acme", scrape_timeout="4")
+    assert status == 200 and value(parse_metrics(text), "unpod_up", org="acme") == 1
+    assert time.monotonic() >= throttled[0] + 2  # sent after the pause, within 3.5 s
+    assert fake.count() == 2
 
 
 async def test_probe_polls_one_target_now(fake_api, start_exporter):
