@@ -17,7 +17,8 @@ from exporter.targets import ORG_WIDE, Target
 
 # Per-target families in exposition order: (name, type, help). Counters are named without
 # their suffix, as prometheus_client wants: unpod_poll_errors exposes unpod_poll_errors_total.
-TARGET_FAMILIES: tuple[tuple[str, str, str], ...] = (
+# The analytics of a space, labels org and space.
+SPACE_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("unpod_calls", "gauge", "Total calls of the target (all-time, as recomputed by Unpod)."),
     ("unpod_calls_completed", "gauge", "Completed calls of the target (published shape only)."),
     ("unpod_calls_failed", "gauge", "Failed calls of the target."),
@@ -33,6 +34,22 @@ TARGET_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("unpod_task_success_ratio", "gauge", "Completed tasks divided by total tasks (0..1)."),
     ("unpod_tasks_last_progress_timestamp_seconds", "gauge",
      "Unix time at which finished tasks (completed + failed) last grew, or were first seen."),
+)
+ORG_PREFIX = "unpod_org_"
+
+
+def org_family(name: str) -> str:
+    """The org-wide name of a space family: a total never shares a name with its parts
+    (writing_exporters.md), so ``sum(unpod_calls)`` adds spaces only."""
+    return ORG_PREFIX + name.removeprefix("unpod_")
+
+
+# The same analytics of an org-wide target (the organization's totals), label org.
+ORG_FAMILIES = tuple((org_family(name), kind, "Org-wide: " + doc.replace(" of the target", ""))
+                     for name, kind, doc in SPACE_FAMILIES)
+_ORG_NAME = {name: org_family(name) for name, _, _ in SPACE_FAMILIES}
+# Health of every target (org-wide ones labelled org alone): they count targets, not totals.
+HEALTH_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("unpod_up", "gauge", "1 if the last poll of the target succeeded, else 0."),
     ("unpod_analytics_shape_info", "gauge",
      "The shape of the target's last successful answer: published, platform or none "
@@ -44,11 +61,13 @@ TARGET_FAMILIES: tuple[tuple[str, str, str], ...] = (
      "Failed polls of the target by final reason (retries not counted separately)."),
     *BACKLOG_FAMILIES,
 )
+TARGET_FAMILIES = SPACE_FAMILIES + ORG_FAMILIES + HEALTH_FAMILIES
 _KIND_AND_HELP = {name: (kind, doc) for name, kind, doc in TARGET_FAMILIES}
 
 
 def target_labels(target: Target) -> dict[str, str]:
-    """``org`` always; ``space`` only for space targets (org-wide series carry none)."""
+    """``org`` always; ``space`` for space targets (org-wide series carry none: their
+    analytics have names of their own, ``unpod_org_*``)."""
     if target.space == ORG_WIDE:
         return {"org": target.org}
     return {"org": target.org, "space": target.space}
@@ -125,6 +144,8 @@ def target_samples(store: SnapshotStore, state: TargetState,
     analytics = store.fresh_analytics(state, now)
     samples = [] if analytics is None else _analytics_samples(analytics,
                                                               state.progress_timestamp)
+    if samples and state.target.space == ORG_WIDE:
+        samples = [(_ORG_NAME[family], extra, value) for family, extra, value in samples]
     backlog = backlog_samples(state.backlog, now, store.backlog_stale_after)
     return samples + _health_samples(state) + backlog, analytics is not None
 

@@ -28,8 +28,8 @@ import mixin  # noqa: E402
 
 # target_down_for stays above the auth alert's own delay (two failures a back-off apart), as
 # 10m is in production: an inhibition can only silence what starts after its source.
-FAST = {"stuck_after_seconds": 4, "stuck_for": "2s", "target_down_for": "8s",
-        "auth_window": "1m", "exporter_down_for": "1s"}
+FAST = {"stuckAfterSeconds": 4, "stuckFor": "2s", "targetDownFor": "8s",
+        "authWindow": "1m", "exporterDownFor": "1s"}
 
 
 def amtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -156,7 +156,7 @@ async def check_the_chain(fake, base, start, am, webhook) -> None:
     stuck = webhook.alerts("firing", alertname="UnpodTasksStuck")
     assert {(a["labels"]["org"], a["labels"].get("space")) for a in stuck} == {("acme", "stuck")}
     annotations = stuck[0]["annotations"]
-    assert annotations["summary"] == "Unpod tasks stuck in acme/stuck"
+    assert annotations["summary"] == "Unpod tasks are stuck."
     assert annotations["description"].startswith("9 tasks are pending or running in acme/stuck")
     assert annotations["runbook_url"].endswith("docs/alerts.md#unpodtasksstuck")
     receivers = {note["receiver"] for note in webhook.notifications

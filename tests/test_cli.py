@@ -73,7 +73,7 @@ def test_demo_serves_nonzero_analytics_soon_and_stops_on_sigterm(process):
     while time.monotonic() < deadline:
         try:
             _, text = get(demo.base + "/metrics")
-            calls = value(parse_metrics(text), "unpod_calls", org="acme-telecom")
+            calls = value(parse_metrics(text), "unpod_org_calls", org="acme-telecom")
             if calls:
                 break
         except OSError:
@@ -87,8 +87,8 @@ def test_demo_serves_nonzero_analytics_soon_and_stops_on_sigterm(process):
     # both shapes of the real API, and a space without runs (empty figures)
     assert value(m, "unpod_analytics_shape_info", org="acme-telecom", shape="published") == 1
     assert value(m, "unpod_analytics_shape_info", org="globex-health", shape="platform") == 1
-    assert value(m, "unpod_calls_by_outcome", org="globex-health", outcome="interested") > 0
-    assert value(m, "unpod_calls_completed", org="globex-health") is None
+    assert value(m, "unpod_org_calls_by_outcome", org="globex-health", outcome="interested") > 0
+    assert value(m, "unpod_org_calls_completed", org="globex-health") is None
     outreach = {"org": "globex-health", "space": "vaccine-outreach"}
     assert value(m, "unpod_analytics_shape_info", shape="platform", **outreach) == 1
     assert value(m, "unpod_up", **outreach) == 1 and value(m, "unpod_calls", **outreach) is None

@@ -48,14 +48,14 @@ async def test_values_equal_what_the_api_served(seeded):
     m = await running.metrics()
 
     org = {"org": "acme"}
-    assert value(m, "unpod_calls", **org) == 1250
-    assert value(m, "unpod_calls_completed", **org) == 1100
-    assert value(m, "unpod_calls_failed", **org) == 150
-    assert value(m, "unpod_call_success_ratio", **org) == pytest.approx(1100 / 1250)
-    assert value(m, "unpod_call_average_duration_seconds", **org) == 45.3
-    assert value(m, "unpod_tasks", **org) == 500
-    assert value(m, "unpod_tasks_by_status", status="pending", **org) == 20
-    assert value(m, "unpod_tasks_by_status", status="failed", **org) == 25
+    assert value(m, "unpod_org_calls", **org) == 1250
+    assert value(m, "unpod_org_calls_completed", **org) == 1100
+    assert value(m, "unpod_org_calls_failed", **org) == 150
+    assert value(m, "unpod_org_call_success_ratio", **org) == pytest.approx(1100 / 1250)
+    assert value(m, "unpod_org_call_average_duration_seconds", **org) == 45.3
+    assert value(m, "unpod_org_tasks", **org) == 500
+    assert value(m, "unpod_org_tasks_by_status", status="pending", **org) == 20
+    assert value(m, "unpod_org_tasks_by_status", status="failed", **org) == 25
 
     sales = {"org": "acme", "space": "outbound-sales"}
     assert value(m, "unpod_calls", **sales) == 800
@@ -74,13 +74,13 @@ async def test_labels_are_exactly_org_and_space(seeded):
     _fake, running = seeded
     m = await running.metrics()
     label_sets = {labels for (name, labels) in m if name == "unpod_calls"}
-    assert label_sets == {
-        frozenset({("org", "acme")}),
+    assert label_sets == {  # spaces only: sum(unpod_calls) never counts a call twice
         frozenset({("org", "acme"), ("space", "outbound-sales")}),
         frozenset({("org", "acme"), ("space", "renewals")}),
-        frozenset({("org", "globex")}),
         frozenset({("org", "globex"), ("space", "survey")}),
     }
+    org_sets = {labels for (name, labels) in m if name == "unpod_org_calls"}
+    assert org_sets == {frozenset({("org", "acme")}), frozenset({("org", "globex")})}
     text = await (await running.client.get("/metrics")).text()
     for secret in (TOKEN, "sp_sales_1", "sp_renew_2", "sp_survey_3"):
         assert secret not in text
@@ -94,7 +94,7 @@ async def test_unknown_statuses_pass_through_and_documented_ones_are_always_ther
     await running.wait_ready()
     m = await running.metrics()
     statuses = {dict(labels)["status"]: v for (name, labels), v in m.items()
-                if name == "unpod_tasks_by_status" and dict(labels) == {
+                if name == "unpod_org_tasks_by_status" and dict(labels) == {
                     "org": "globex", "status": dict(labels)["status"]}}
     assert statuses == {"pending": 0, "running": 0, "completed": 0, "failed": 0,
                         "in_progress": 2, "scheduled": 1}
@@ -143,7 +143,7 @@ async def test_each_api_error_is_classified_and_isolated(fake_api, start_exporte
     assert value(m, "unpod_api_requests_total", org="acme", outcome=reason) == attempts
     # the other targets are untouched
     assert value(m, "unpod_up", org="acme") == 1
-    assert value(m, "unpod_calls", org="acme") == 1250
+    assert value(m, "unpod_org_calls", org="acme") == 1250
     assert value(m, "unpod_calls", org="acme", space="renewals") == 0
     assert value(m, "unpod_up", org="globex", space="survey") == 1
     # one log line names the target and reason, and carries no secret
@@ -190,11 +190,11 @@ async def test_openmetrics_and_gzip(seeded):
     assert response.headers["Content-Type"].startswith("application/openmetrics-text")
     text = gzip.decompress(await response.read()).decode()
     assert text.endswith("# EOF\n")
-    assert 'unpod_calls{org="acme"} 1250.0' in text
+    assert 'unpod_org_calls{org="acme"} 1250.0' in text
     plain = await running.client.get("/metrics", headers={"Accept-Encoding": "identity"})
     assert plain.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert "Content-Encoding" not in plain.headers
-    assert 'unpod_calls{org="acme"} 1250.0' in await plain.text()
+    assert 'unpod_org_calls{org="acme"} 1250.0' in await plain.text()
 
 
 async def test_stale_analytics_disappear_but_health_stays(fake_api, start_exporter):
@@ -203,11 +203,11 @@ async def test_stale_analytics_disappear_but_health_stays(fake_api, start_export
     orgs = [{"handle": "acme"}]
     running = await start_exporter(config_yaml(base, orgs, interval="200ms", max_staleness="1s"))
     await running.wait_ready()
-    assert value(await running.metrics(), "unpod_calls", org="acme") == 1250
+    assert value(await running.metrics(), "unpod_org_calls", org="acme") == 1250
     fake.fail("acme", None, "server_error_html")
 
     async def withdrawn() -> bool:
-        return value(await running.metrics(), "unpod_calls", org="acme") is None
+        return value(await running.metrics(), "unpod_org_calls", org="acme") is None
     await wait_for(withdrawn, 4, "analytics withdrawn")
     m = await running.metrics()
     assert value(m, "unpod_up", org="acme") == 0
@@ -216,7 +216,7 @@ async def test_stale_analytics_disappear_but_health_stays(fake_api, start_export
     fake.fail("acme", None, None)
 
     async def back() -> bool:
-        return value(await running.metrics(), "unpod_calls", org="acme") == 1250
+        return value(await running.metrics(), "unpod_org_calls", org="acme") == 1250
     await wait_for(back, 4, "analytics back")
 
 
@@ -226,19 +226,20 @@ async def test_progress_timestamp_moves_only_when_finished_tasks_grow(fake_api, 
     running = await start_exporter(config_yaml(base, [{"handle": "acme", "interval": "200ms"}],
                                                max_staleness="5s"))
     await running.wait_ready()
-    first = value(await running.metrics(), "unpod_tasks_last_progress_timestamp_seconds",
+    first = value(await running.metrics(), "unpod_org_tasks_last_progress_timestamp_seconds",
                   org="acme")
     assert first is not None
     polls = fake.count("acme")
     await wait_for(lambda: fake.count("acme") >= polls + 2, 3, "two more polls")
-    same = value(await running.metrics(), "unpod_tasks_last_progress_timestamp_seconds",
+    same = value(await running.metrics(), "unpod_org_tasks_last_progress_timestamp_seconds",
                  org="acme")
     assert same == first  # pending alone does not count as progress
     fake.set_analytics("acme", None, breakdown={"pending": 4, "completed": 11, "failed": 2})
 
     async def moved() -> bool:
         m = await running.metrics()
-        return (value(m, "unpod_tasks_last_progress_timestamp_seconds", org="acme") or 0) > first
+        progress = value(m, "unpod_org_tasks_last_progress_timestamp_seconds", org="acme")
+        return (progress or 0) > first
     await wait_for(moved, 3, "progress timestamp to move")
 
 

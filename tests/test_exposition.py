@@ -98,7 +98,7 @@ async def test_lag_is_bounded_and_a_burst_costs_one_assembly():
     clock.now += MAX_LAG / 2
     burst = await asyncio.gather(*(cache.get(openmetrics=True) for _ in range(50)))
     assert all(body is burst[0] for body in burst) and burst[0] is not first
-    assert b'unpod_calls{org="org0"} 2.0' in burst[0].text
+    assert b'unpod_org_calls{org="org0"} 2.0' in burst[0].text
     store.set_targets([])  # a reload that removes the target shows at once
     assert b"unpod_calls{" not in (await cache.get(openmetrics=True)).text
 
@@ -118,4 +118,4 @@ async def test_lag_is_a_second_whatever_the_poll_interval():
         store.record(target, parse_analytics(analytics(calls=calls)), 0.01)
         assert await cache.get(openmetrics=False) is first
     clock.now = assembled + MAX_LAG
-    assert b'unpod_calls{org="org0"} 10.0' in (await cache.get(openmetrics=False)).text
+    assert b'unpod_org_calls{org="org0"} 10.0' in (await cache.get(openmetrics=False)).text

@@ -50,7 +50,7 @@ async def test_a_400_digit_count_is_invalid_for_its_target_only(fake_api, start_
     m = parse_metrics(text)
     sales = {"org": "acme", "space": "sales"}
     assert value(m, "unpod_poll_errors_total", reason="invalid_response", **sales) == 1
-    assert value(m, "unpod_calls", org="globex") == 100
+    assert value(m, "unpod_org_calls", org="globex") == 100
 
 
 async def test_a_400_digit_ratelimit_header_is_ignored(fake_api, start_exporter, caplog):
@@ -364,7 +364,7 @@ async def test_a_status_named_like_a_token_is_never_exported(fake_api, start_exp
     assert status == 200
     assert TOKEN.lower() not in text.lower() and "sp_sales" not in text.lower()
     m = parse_metrics(text)
-    assert value(m, "unpod_tasks_by_status", org="acme", status="ok.key") == 3
+    assert value(m, "unpod_org_tasks_by_status", org="acme", status="ok.key") == 3
     assert value(m, "unpod_calls_by_outcome", org="acme", space="sales",
                  outcome="voicemail") == 1
     for record in caplog.records:

@@ -79,7 +79,7 @@ async def test_proxy_url_carries_the_requests(fake_api, proxy, start_exporter):
     running = await start_exporter(config_yaml(base, [{"handle": "acme"}],
                                                api={"proxy_url": url}))
     await running.wait_ready()
-    assert value(await running.metrics(), "unpod_calls", org="acme") == 77
+    assert value(await running.metrics(), "unpod_org_calls", org="acme") == 77
     assert server.log == [("GET", f"{base}/organisation/analytics/")]
 
 
@@ -92,7 +92,7 @@ async def test_https_proxy_from_environment_and_no_proxy(tls_api, proxy, start_e
     api = {"tls": {"ca_file": str(tmp_path / "api-ca.pem")}}
     running = await start_exporter(config_yaml(base, [{"handle": "acme"}], api=api))
     await running.wait_ready()
-    assert value(await running.metrics(), "unpod_calls", org="acme") == 321
+    assert value(await running.metrics(), "unpod_org_calls", org="acme") == 321
     host = base.split("//")[1].split("/")[0]
     assert server.log == [("CONNECT", host)]  # tunnelled: the proxy never sees the token
 
@@ -116,13 +116,13 @@ async def test_private_ca_refused_without_ca_file_accepted_with_it(tls_api, star
     trusted = await start_exporter(config_yaml(base, [{"handle": "acme"}], api={
         "tls": {"ca_file": str(tmp_path / "api-ca.pem")}}))
     await trusted.wait_ready()
-    assert value(await trusted.metrics(), "unpod_calls", org="acme") == 321
+    assert value(await trusted.metrics(), "unpod_org_calls", org="acme") == 321
 
     caplog.set_level(logging.WARNING)
     insecure = await start_exporter(config_yaml(base, [{"handle": "acme"}], api={
         "tls": {"insecure_skip_verify": True}}))
     await insecure.wait_ready()
-    assert value(await insecure.metrics(), "unpod_calls", org="acme") == 321
+    assert value(await insecure.metrics(), "unpod_org_calls", org="acme") == 321
     assert any("insecure_skip_verify" in r.getMessage() for r in caplog.records)
 
 
@@ -140,7 +140,7 @@ async def test_client_certificate_to_the_api(tls_api, start_exporter, tmp_path):
         **tls, "cert_file": str(tmp_path / "client.crt"),
         "key_file": str(tmp_path / "client.key")}}))
     await with_cert.wait_ready()
-    assert value(await with_cert.metrics(), "unpod_calls", org="acme") == 321
+    assert value(await with_cert.metrics(), "unpod_org_calls", org="acme") == 321
 
 
 @pytest.mark.parametrize("api, message", [
@@ -309,7 +309,7 @@ async def test_probe_polls_one_target_now(fake_api, start_exporter):
     assert value(m, "unpod_exporter_targets") is None
     assert fake.count("acme", "sp_1") == 2
     status, text = await probe(running, "org=globex")
-    assert status == 200 and value(parse_metrics(text), "unpod_calls", org="globex") == 1
+    assert status == 200 and value(parse_metrics(text), "unpod_org_calls", org="globex") == 1
     for query in ("org=nobody", "org=acme&space=nope", "", "space=sales", "org=acme&space=",
                   "org=acme&org=globex", "org=acme&target=http://evil.example/",
                   "org=globex&space=sales"):

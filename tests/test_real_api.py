@@ -42,8 +42,8 @@ async def test_platform_shape_end_to_end(fake_api, start_exporter):
     assert all(v <= 1 for (n, _), v in m.items() if n.endswith("_ratio"))
     assert value(m, "unpod_analytics_shape_info", shape="platform", **SALES) == 1
     assert value(m, "unpod_analytics_shape_info", shape="published", org="acme") == 1
-    assert value(m, "unpod_calls_completed", org="acme") == 90
-    assert value(m, "unpod_task_success_ratio", org="acme") == 35 / 50
+    assert value(m, "unpod_org_calls_completed", org="acme") == 90
+    assert value(m, "unpod_org_task_success_ratio", org="acme") == 35 / 50
     # extra outcomes pass through; bad names do not
     assert value(m, "unpod_calls_by_outcome", outcome="voicemail", **SURVEY) == 3
     assert not [lab for (n, lab) in m if n == "unpod_calls_by_outcome"

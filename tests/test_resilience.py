@@ -208,17 +208,17 @@ async def test_reload_adds_removes_and_keeps_state(fake_api, start_exporter, tmp
     running = await start_exporter(path.read_text(), config_loader=lambda: load_config(path))
     await running.wait_ready()
     before = await running.metrics()
-    progress = value(before, "unpod_tasks_last_progress_timestamp_seconds", org="org1")
+    progress = value(before, "unpod_org_tasks_last_progress_timestamp_seconds", org="org1")
 
     path.write_text(config_yaml(base, orgs(3)[1:], interval="10s"))  # drop org0, add org2
     assert running.exporter.reload() is None
     await wait_for(lambda: fake.count("org2") == 1, 3, "new target polled at once")
     after = await running.metrics()
-    assert value(after, "unpod_calls", org="org0") is None
+    assert value(after, "unpod_org_calls", org="org0") is None
     assert value(after, "unpod_up", org="org0") is None
-    assert value(after, "unpod_calls", org="org1") == 101  # kept, not re-polled
+    assert value(after, "unpod_org_calls", org="org1") == 101  # kept, not re-polled
     assert fake.count("org1") == 1
-    assert value(after, "unpod_tasks_last_progress_timestamp_seconds", org="org1") == progress
+    assert value(after, "unpod_org_tasks_last_progress_timestamp_seconds", org="org1") == progress
     assert value(after, "unpod_exporter_targets") == 2
 
     path.write_text("orgs: [{handle: x}\n")
@@ -229,7 +229,7 @@ async def test_reload_adds_removes_and_keeps_state(fake_api, start_exporter, tmp
     m = await running.metrics()
     assert value(m, "unpod_exporter_config_last_reload_successful") == 0
     assert value(m, "unpod_exporter_targets") == 2  # the old config keeps running
-    assert value(m, "unpod_calls", org="org1") == 101
+    assert value(m, "unpod_org_calls", org="org1") == 101
 
 
 def open_fds() -> int:

@@ -243,7 +243,7 @@ async def test_real_prometheus_scrapes_over_tls_with_basic_auth(serve, tmp_path,
         result = await asyncio.to_thread(prom.query, 'up{job="unpod-exporter"}')
         assert float(result[0]["value"][1]) == up
         if up:
-            calls = await asyncio.to_thread(prom.query, 'unpod_calls{org="acme"}')
+            calls = await asyncio.to_thread(prom.query, 'unpod_org_calls{org="acme"}')
             assert float(calls[0]["value"][1]) == 100
     finally:
         prom.stop()
