@@ -4,10 +4,13 @@ poll interval (a lag that followed the interval made a sub-second one reassemble
 several times a second, and was tuned to a time-compressed benchmark).
 
 Targets are grouped into segments. A segment keeps, per metric family, its targets' lines
-joined, and the same deflated on their own (ending on a byte boundary with Z_SYNC_FLUSH), so
-the gzip body is the concatenation of cached deflate blocks plus a final block and the CRC:
-only the segments whose targets changed are compressed again, and the uncompressed body is
-never copied together unless a client asks for it.
+joined, and the same as a deflate block of its own (``exporter.gzipmember``), so the gzip body
+is cached blocks stitched together: only the segments whose targets changed are compressed
+again, and the uncompressed body is never copied together unless a client asks for it.
+
+A scrape never waits for an assembly once a body exists: a body older than MAX_LAG is served
+once more while the next one is assembled beside it (so a body is at most MAX_LAG plus one
+assembly old). Only the first scrape, and the first after the target set changed, wait.
 Text and OpenMetrics share the sample lines (for these gauges and counters they are
 identical) and differ in headers and ``# EOF``.
 """
@@ -15,11 +18,11 @@ identical) and differ in headers and ``# EOF``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
-import struct
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -27,35 +30,18 @@ from prometheus_client import generate_latest as text_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from exporter.collector import TARGET_FAMILIES, TargetSample, target_labels, target_samples
+from exporter.gzipmember import deflate_block, gzip_member
 from exporter.store import SnapshotStore, TargetState
 from exporter.targets import Target
+
+log = logging.getLogger("unpod_exporter")
 
 Key = tuple[str, str]
 SEGMENT_SIZE = 32
 MAX_LAG = 1.0  # seconds the exposition may lag the snapshots
 RENDER_SLICE = 500  # targets rendered between two yields to the event loop
-GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
-FINAL_BLOCK = b"\x03\x00"  # an empty final fixed-Huffman block
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-def deflate_block(data: bytes, level: int = 1) -> bytes:
-    """``data`` deflated independently, ending byte-aligned: blocks concatenate. Level 1:
-    segments are compressed again whenever a target in them changes (5% larger than level 6
-    here, for a quarter less CPU)."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9)
-    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
-
-
-def gzip_member(blocks: Iterable[bytes], raw_parts: Iterable[bytes]) -> bytes:
-    """A gzip file from deflate blocks and the uncompressed parts they hold (for the CRC)."""
-    crc, size = 0, 0
-    for part in raw_parts:
-        crc = zlib.crc32(part, crc)
-        size += len(part)
-    return b"".join([GZIP_HEADER, *blocks, FINAL_BLOCK,
-                     struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)])
 
 
 def _escape(value: str) -> str:
@@ -77,7 +63,11 @@ def render_target_lines(target: Target, samples: list[TargetSample]) -> dict[str
     lines: dict[str, list[str]] = {}
     for family, extra, value in samples:
         name = _SAMPLE_NAME[family]
-        labels = f'{base},{extra[0]}="{extra[1]}"' if extra else base
+        if extra is None:
+            labels = base
+        else:
+            label, label_value = extra
+            labels = f'{base},{label}="{label_value}"'
         lines.setdefault(name, []).append(f"{name}{{{labels}}} {float(value)!r}\n")
     return {name: "".join(text).encode() for name, text in lines.items()}
 
@@ -118,8 +108,35 @@ class Exposition:
         return b"".join(self.parts)
 
 
+@dataclass(frozen=True)
+class _Built:
+    started: float  # clock reading when its assembly began
+    generation: int  # of the store's target set it shows
+    exposition: Exposition
+
+
+@dataclass(frozen=True)
+class _Rebuild:
+    """A segment to compress again: its targets' lines, and the sample names whose lines
+    changed (None: all of them, after a new layout)."""
+
+    segment: _Segment
+    lines: list[dict[str, bytes]]
+    names: frozenset[str] | None
+
+
+_Work = list[_Rebuild]  # one assembly's work for the worker thread
+
+
 class ExpositionCache:
-    """Cached /metrics bodies over a SnapshotStore (plus a registry for the rest)."""
+    """Cached /metrics bodies over a SnapshotStore (plus a registry for the rest).
+
+    The lock's contract: ``_lock`` is held by one assembly at a time, from taking the dirty
+    targets in the event loop, across the hop to the worker thread that compresses the dirty
+    segments and assembles the body, until the new body is stored. Segments are written (by
+    that thread) and read (by ``_assemble``) only under it, so no assembly sees a segment
+    half rebuilt; ``_dirty`` and ``_built`` are touched by the event loop alone.
+    """
 
     def __init__(self, store: SnapshotStore, rest: CollectorRegistry,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -132,10 +149,12 @@ class ExpositionCache:
         self._dirty: set[Key] = set()
         self._segments: list[_Segment] = []
         self._segment_of: dict[Key, int] = {}
-        self._dirty_segments: set[int] = set()
+        self._dirty_segments: dict[int, set[str] | None] = {}  # None: every name
         self._layout_keys: tuple[Key, ...] = ()
-        self._built: dict[bool, tuple[float, int, Exposition]] = {}
+        self._layout_generation = -1
+        self._built: dict[bool, _Built] = {}
         self._lock = asyncio.Lock()
+        self._assembling: dict[bool, asyncio.Task[Exposition]] = {}
         self._headers = {om: _headers(om) for om in (False, True)}
         self._header_blocks = {om: {k: deflate_block(v) for k, v in h.items()}
                                for om, h in self._headers.items()}
@@ -159,29 +178,35 @@ class ExpositionCache:
         self._segments = [_Segment() for _ in range(count)]
         self._segment_of = {}
         for key in keys:
-            index = zlib.crc32(f"{key[0]}\0{key[1]}".encode()) % count
+            org, space = key
+            index = zlib.crc32(f"{org}\0{space}".encode()) % count
             self._segment_of[key] = index
             self._segments[index].keys.append(key)
-        self._dirty_segments = set(range(count))
+        self._dirty_segments = dict.fromkeys(range(count))
         self._layout_keys = keys
 
     def _take_dirty(self) -> tuple[list[TargetState], float]:
         """In the event loop: follow target-set changes and take the changed targets' states
         (immutable) for rendering in the worker thread."""
         store = self._store
-        keys = tuple(state.target.key for state in store.states())
+        if store.generation != self._layout_generation:
+            self._follow_targets()
+        states = [state for key in self._dirty if (state := store.get(key)) is not None]
+        self._dirty.clear()
+        return states, store.clock()
+
+    def _follow_targets(self) -> None:
+        """After a reload or discovery: lay the segments out again if the set changed."""
+        keys = tuple(state.target.key for state in self._store.states())
+        self._layout_generation = self._store.generation
         if keys != self._layout_keys:
             for gone in set(self._lines) - set(keys):
                 self._lines.pop(gone, None)
                 self._visible.pop(gone, None)
             self._relayout(keys)
             self._dirty |= set(keys) - set(self._lines)
-        states = [state for key in self._dirty if (state := store.get(key)) is not None]
-        self._dirty.clear()
-        return states, store.clock()
 
-    async def _render(self, states: list[TargetState], now: float,
-                      ) -> list[tuple[_Segment, list[dict[str, bytes]]]]:
+    async def _render(self, states: list[TargetState], now: float) -> _Work:
         """Render changed targets; return the segments to rebuild with their targets' lines.
 
         In the event loop, in slices with a yield between them: a thread would hold the GIL
@@ -190,28 +215,44 @@ class ExpositionCache:
         for index, state in enumerate(states, start=1):
             key = state.target.key
             samples, visible = target_samples(self._store, state, now)
-            self._lines[key] = render_target_lines(state.target, samples)
+            before = self._lines.get(key, {})
+            lines = self._lines[key] = render_target_lines(state.target, samples)
             self._visible[key] = visible
-            self._dirty_segments.add(self._segment_of[key])
+            changed = {n for n in before.keys() | lines.keys() if before.get(n) != lines.get(n)}
+            if changed:  # a poll moves a few families (timestamps, counts), not all of them
+                self._mark(self._segment_of[key], changed)
             if index % RENDER_SLICE == 0:
                 await asyncio.sleep(0)
-        work = [(self._segments[i], [self._lines[k] for k in self._segments[i].keys])
-                for i in sorted(self._dirty_segments)]
+        work = [_Rebuild(self._segments[i], [self._lines[k] for k in self._segments[i].keys],
+                         None if names is None else frozenset(names))
+                for i, names in sorted(self._dirty_segments.items())]
         self._dirty_segments.clear()
         return work
+
+    def _mark(self, index: int, names: set[str]) -> None:
+        if index not in self._dirty_segments:
+            self._dirty_segments[index] = names
+        elif (marked := self._dirty_segments[index]) is not None:
+            marked |= names
 
     # --- assembly (worker thread) ----------------------------------------------------------
 
     @staticmethod
-    def _rebuild(work: list[tuple[_Segment, list[dict[str, bytes]]]]) -> None:
-        for segment, lines in work:
-            raw = {}
-            for name in {n for per_target in lines for n in per_target}:
+    def _rebuild(work: _Work) -> None:
+        for item in work:
+            segment, lines = item.segment, item.lines
+            names = item.names
+            if names is None:
+                names = frozenset(n for per_target in lines for n in per_target)
+                segment.raw, segment.deflated = {}, {}
+            for name in names:
                 joined = b"".join(per_target.get(name, b"") for per_target in lines)
                 if joined:
-                    raw[name] = joined
-            segment.raw = raw
-            segment.deflated = {name: deflate_block(data) for name, data in raw.items()}
+                    segment.raw[name] = joined
+                    segment.deflated[name] = deflate_block(joined)
+                else:
+                    segment.raw.pop(name, None)
+                    segment.deflated.pop(name, None)
 
     def _assemble(self, openmetrics: bool, rest: bytes) -> Exposition:
         raw_parts: list[bytes] = []
@@ -234,28 +275,49 @@ class ExpositionCache:
     # --- serving ---------------------------------------------------------------------------
 
     async def get(self, openmetrics: bool) -> Exposition:
-        """The current body; reassembled only when the cached one is older than ``max_lag``."""
-        if (fresh := self._fresh(openmetrics)) is not None:
-            return fresh
-        async with self._lock:  # a burst of scrapes waits for one assembly
-            if (fresh := self._fresh(openmetrics)) is not None:
-                return fresh
+        """The current body. One older than ``max_lag`` is served once more while the next
+        is assembled in the background; a scrape waits only when there is none for the
+        current target set (the first, and after a reload or discovery changed it)."""
+        for _ in range(3):  # the target set may change again while an assembly runs
+            built = self._built.get(openmetrics)
+            if built is not None and built.generation == self._store.generation:
+                if self._clock() - built.started >= self.max_lag:
+                    self._assembly(openmetrics)
+                return built.exposition
+            # shielded: a scrape that gives up does not cancel the assembly it waited for
+            exposition = await asyncio.shield(self._assembly(openmetrics))
+        return exposition
+
+    def _assembly(self, openmetrics: bool) -> asyncio.Task[Exposition]:
+        """The assembly of this format under way, or a new one. A task, so that a scrape
+        that disconnects never leaves the worker thread writing segments without the lock."""
+        task = self._assembling.get(openmetrics)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(self._assemble_locked(openmetrics))
+            self._assembling[openmetrics] = task
+            task.add_done_callback(self._assembled)
+        return task
+
+    def _assembled(self, task: asyncio.Task[Exposition]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("assembling /metrics failed", exc_info=error)
+
+    async def settle(self) -> None:
+        """Wait for the assemblies under way (tests)."""
+        await asyncio.gather(*self._assembling.values(), return_exceptions=True)
+
+    async def _assemble_locked(self, openmetrics: bool) -> Exposition:
+        async with self._lock:  # one assembly at a time: they share the segments
             started = self._clock()
+            generation = self._store.generation
             states, now = self._take_dirty()
             work = await self._render(states, now)
             rest = (openmetrics_latest if openmetrics else text_latest)(self._rest)
             # zlib and crc32 release the GIL: compression runs beside the loop.
             exposition = await asyncio.to_thread(self._build, work, openmetrics, rest)
-            self._built[openmetrics] = (started, self._store.generation, exposition)
+            self._built[openmetrics] = _Built(started, generation, exposition)
             return exposition
 
-    def _fresh(self, openmetrics: bool) -> Exposition | None:
-        built = self._built.get(openmetrics)
-        if built is None or built[1] != self._store.generation:
-            return None  # never built, or targets were added or removed since
-        return built[2] if self._clock() - built[0] < self.max_lag else None
-
-    def _build(self, work: list[tuple[_Segment, list[dict[str, bytes]]]], openmetrics: bool,
-               rest: bytes) -> Exposition:
+    def _build(self, work: _Work, openmetrics: bool, rest: bytes) -> Exposition:
         self._rebuild(work)
         return self._assemble(openmetrics, rest)

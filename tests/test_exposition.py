@@ -52,6 +52,13 @@ def random_outcome(rng: random.Random):
                                      breakdown=breakdown))
 
 
+async def settled(cache: ExpositionCache, openmetrics: bool):
+    """The body once the assembly a scrape starts (if it starts one) is done."""
+    await cache.get(openmetrics)
+    await cache.settle()
+    return await cache.get(openmetrics)
+
+
 async def test_cache_equals_fresh_render_after_every_change():
     clock = Clock()
     store = SnapshotStore(max_staleness=300, clock=clock)
@@ -71,12 +78,12 @@ async def test_cache_equals_fresh_render_after_every_change():
         else:
             current = targets(rng.randint(5, 60), offset=rng.randint(0, 20))
             store.set_targets(current)
-        clock.now += MAX_LAG  # the next scrape reassembles
-        text = await cache.get(openmetrics=False)
+        clock.now += MAX_LAG  # the next scrape starts an assembly
+        text = await settled(cache, openmetrics=False)
         expected = without_process(parse_metrics(generate_latest(fresh).decode()))
         assert without_process(parse_metrics(text.text.decode())) == expected, step
         assert gzip.decompress(text.gzipped) == text.text
-        om = await cache.get(openmetrics=True)
+        om = await settled(cache, openmetrics=True)
         assert gzip.decompress(om.gzipped) == om.text
         assert om.text.endswith(b"# EOF\n")
         parsed = {(s.name, frozenset(s.labels.items())): s.value
@@ -84,23 +91,41 @@ async def test_cache_equals_fresh_render_after_every_change():
         assert without_process(parsed) == expected, step
 
 
-async def test_lag_is_bounded_and_a_burst_costs_one_assembly():
+async def test_a_burst_costs_one_assembly_and_a_stale_body_is_served_meanwhile():
     clock = Clock()
     store = SnapshotStore(max_staleness=300, clock=clock)
     cache = ExpositionCache(store, make_registry(store, targets=False), clock=clock)
     [target] = targets(1)
     store.set_targets([target])
     store.record(target, parse_analytics(analytics(calls=1)), 0.1)
-    first = await cache.get(openmetrics=True)
+    burst = await asyncio.gather(*(cache.get(openmetrics=True) for _ in range(50)))
+    first = burst[0]
+    assert all(body is first for body in burst)  # the first scrapes wait for one assembly
     store.record(target, parse_analytics(analytics(calls=2)), 0.1)
     clock.now += MAX_LAG / 2
     assert await cache.get(openmetrics=True) is first  # within the lag: the cached body
     clock.now += MAX_LAG / 2
     burst = await asyncio.gather(*(cache.get(openmetrics=True) for _ in range(50)))
-    assert all(body is burst[0] for body in burst) and burst[0] is not first
-    assert b'unpod_org_calls{org="org0"} 2.0' in burst[0].text
+    assert all(body is first for body in burst)  # served at once while one assembly runs
+    await cache.settle()
+    second = await cache.get(openmetrics=True)
+    assert b'unpod_org_calls{org="org0"} 2.0' in second.text
+    assert await cache.get(openmetrics=True) is second  # no second assembly was started
     store.set_targets([])  # a reload that removes the target shows at once
-    assert b"unpod_calls{" not in (await cache.get(openmetrics=True)).text
+    assert b"unpod_org_calls{" not in (await cache.get(openmetrics=True)).text
+
+
+async def test_a_scrape_that_gives_up_does_not_cancel_the_assembly():
+    clock = Clock()
+    store = SnapshotStore(max_staleness=300, clock=clock)
+    cache = ExpositionCache(store, make_registry(store, targets=False), clock=clock)
+    store.set_targets(targets(400))
+    waiting = asyncio.ensure_future(cache.get(openmetrics=False))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    body = await cache.get(openmetrics=False)  # joins the assembly the first one started
+    assert body.text.count(b"\nunpod_poll_errors_total{") == 400 * len(REASONS)
+    assert gzip.decompress(body.gzipped) == body.text
 
 
 async def test_lag_is_a_second_whatever_the_poll_interval():
@@ -117,5 +142,6 @@ async def test_lag_is_a_second_whatever_the_poll_interval():
         clock.now += MAX_LAG / 10
         store.record(target, parse_analytics(analytics(calls=calls)), 0.01)
         assert await cache.get(openmetrics=False) is first
+        await cache.settle()
     clock.now = assembled + MAX_LAG
-    assert b'unpod_org_calls{org="org0"} 10.0' in (await cache.get(openmetrics=False)).text
+    assert b'unpod_org_calls{org="org0"} 10.0' in (await settled(cache, openmetrics=False)).text
