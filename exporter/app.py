@@ -23,6 +23,7 @@ from exporter.freshness import Freshness
 from exporter.gate import RequestGate
 from exporter.poller import Poller
 from exporter.probe import MAX_WAIT, Prober, Refusal, probe_wait
+from exporter.readiness import all_explained, pause_of
 from exporter.scheduler import Scheduler
 from exporter.server import make_app
 from exporter.sharding import Shard
@@ -94,16 +95,24 @@ class Exporter:
         self.web_app = make_app(cache=self.exposition, store=self.store,
                                 telemetry_path=telemetry_path, is_ready=self.is_ready,
                                 reload=self.reload if enable_lifecycle else None,
-                                web_config=web_config, probe=self.probe)
+                                web_config=web_config, probe=self.probe,
+                                waiting=self.waiting)
 
     def is_ready(self) -> bool:
-        """Ready once every target had an attempt; stays so until shutdown begins."""
+        """Ready once every target had an attempt or waits on an explained pause (a rate
+        limit, an auth back-off: ``exporter.readiness``); stays so until shutdown begins."""
         if self._stopping:
             return False
         if not self._ready:
             self._ready = (self._scheduler is not None and not self._discovery_pending
-                           and self.store.ready)
+                           and all_explained(self.store.states(), self.waiting))
         return self._ready
+
+    def waiting(self, target: Target) -> str | None:
+        """The explained pause that holds a target, if any."""
+        if self._gate is None or self._poller is None:
+            return None
+        return pause_of(target, gate=self._gate, backoff=self._poller.auth_backoff)
 
     @property
     def poller(self) -> Poller:

@@ -17,6 +17,7 @@ from exporter import __version__
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, ExpositionCache
 from exporter.negotiation import Format, accepts_gzip, negotiate
 from exporter.store import SnapshotStore, TargetState
+from exporter.targets import Target
 from exporter.webconfig import WebConfigWatcher, install
 
 MAX_LANDING_ROWS = 500
@@ -88,9 +89,11 @@ def _when(timestamp: float | None, now: float) -> str:
     return f"{iso} ({now - timestamp:.0f}s ago)"
 
 
-def _row(state: TargetState, now: float) -> str:
+def _row(state: TargetState, now: float, waiting: str | None) -> str:
     esc = html.escape
-    up = "pending" if not state.attempted else ("up" if state.up else "down")
+    up = "up" if state.up else "down"
+    if not state.attempted:
+        up = f"pending ({waiting})" if waiting else "pending"
     error = ""
     if state.last_error is not None:
         error = f"{state.last_error.reason}: {state.last_error.message}"
@@ -100,13 +103,20 @@ def _row(state: TargetState, now: float) -> str:
     return "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>"
 
 
-def landing_page(store: SnapshotStore, telemetry_path: str) -> str:
+def landing_page(store: SnapshotStore, telemetry_path: str,
+                 waiting: Callable[[Target], str | None] = lambda _: None) -> str:
+    """``waiting(target)``: the explained pause that holds a target not yet attempted."""
     now = store.clock()
     states = sorted(store.states(), key=lambda s: (s.up, s.target.org, s.target.space))
     shown = states[:MAX_LANDING_ROWS]
     more = len(states) - len(shown)
-    rows = "\n".join(_row(s, now) for s in shown)
-    note = f"<p>{more} more targets not shown (failing targets come first).</p>" if more else ""
+    rows = "\n".join(_row(s, now, None if s.attempted else waiting(s.target)) for s in shown)
+    held = sum(not s.attempted and waiting(s.target) is not None for s in states)
+    if held:
+        note = (f"<p>{held} targets not polled yet wait on a pause the API asked for (or an "
+                "auth back-off); readiness does not wait for them.</p>") + note_more(more)
+    else:
+        note = note_more(more)
     path = html.escape(telemetry_path, quote=True)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Unpod Exporter</title>
@@ -126,6 +136,10 @@ def landing_page(store: SnapshotStore, telemetry_path: str) -> str:
 """
 
 
+def note_more(more: int) -> str:
+    return f"<p>{more} more targets not shown (failing targets come first).</p>" if more else ""
+
+
 Probe = Callable[[str, str, str | None], Awaitable[CollectorRegistry | str]]
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 
@@ -133,9 +147,11 @@ SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 def make_app(*, cache: ExpositionCache, store: SnapshotStore, telemetry_path: str = "/metrics",
              is_ready: Callable[[], bool], reload: Callable[[], str | None] | None = None,
              web_config: WebConfigWatcher | None = None, probe: Probe | None = None,
+             waiting: Callable[[Target], str | None] = lambda _: None,
              ) -> web.Application:
     """The exporter's HTTP face; ``probe(org, space, scrape_timeout_header)`` serves /probe,
-    ``reload`` the lifecycle API (None: off)."""
+    ``reload`` the lifecycle API (None: off), ``waiting(target)`` says on the landing page
+    which explained pause holds a target not yet polled."""
     async def metrics(request: web.Request) -> web.StreamResponse:
         negotiated = _format(request)
         body = await cache.get(negotiated.openmetrics)
@@ -161,7 +177,8 @@ def make_app(*, cache: ExpositionCache, store: SnapshotStore, telemetry_path: st
         return exposition(request, result)
 
     async def landing(_: web.Request) -> web.Response:
-        return web.Response(text=landing_page(store, telemetry_path), content_type="text/html")
+        return web.Response(text=landing_page(store, telemetry_path, waiting),
+                            content_type="text/html")
 
     async def healthy(_: web.Request) -> web.Response:
         return web.Response(text="OK\n")
@@ -169,7 +186,8 @@ def make_app(*, cache: ExpositionCache, store: SnapshotStore, telemetry_path: st
     async def ready(_: web.Request) -> web.Response:
         if is_ready():
             return web.Response(text="Ready\n")
-        return web.Response(status=503, text="Not ready: first poll of every target pending\n")
+        return web.Response(status=503, text="Not ready: first poll of every target pending "
+                            "(and not held by a pause the API asked for)\n")
 
     async def lifecycle_reload(_: web.Request) -> web.Response:
         if reload is None:

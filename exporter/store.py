@@ -107,9 +107,6 @@ class SnapshotStore:
     def get(self, key: tuple[str, str]) -> TargetState | None:
         return self._states.get(key)
 
-    @property
-    def ready(self) -> bool:
-        return all(state.attempted for state in self._states.values())
 
     # --- results ---------------------------------------------------------------------------
 

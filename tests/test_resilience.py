@@ -128,6 +128,37 @@ async def test_retry_after_pauses_every_target_of_the_token(fake_api, start_expo
     await wait_for(lambda: all_up(running, 3), 3, "recovery")
 
 
+async def test_ready_under_a_persistent_429_without_retry_after(fake_api, start_exporter):
+    fake, base = fake_api
+    seed(fake, 3)
+    throttled = Fault(429, {"message": "Request was throttled.", "status_code": 429})
+    for i in range(3):  # every answer a 429, and none says how long to wait
+        fake.fail(f"org{i}", None, throttled)
+    running = await start_exporter(config_yaml(base, orgs(3), concurrency=1))
+    # the first answer pauses the token's budget for a minute: the other targets cannot get
+    # a request, but they wait on a pause the API asked for, so the exporter is ready
+    await running.wait_ready(timeout=3)
+    assert fake.count() == 1
+    states = {s.target.org: s for s in running.exporter.store.states()}
+    pending = [org for org, s in states.items() if not s.attempted]
+    assert len(pending) == 2
+    page = await (await running.client.get("/")).text()
+    assert page.count("pending (rate limited: the API asked to pause (") == 2
+    assert "2 targets not polled yet wait on a pause the API asked for" in page
+    assert "rate_limited: HTTP 429" in page  # the one that was polled says why it is down
+
+
+async def test_a_target_held_by_nothing_keeps_readiness_waiting(fake_api, start_exporter):
+    fake, base = fake_api
+    seed(fake, 2)
+    fake.latency = 1.0  # answers take a second: the second target waits for the one slot
+    running = await start_exporter(config_yaml(base, orgs(2), concurrency=1))
+    await asyncio.sleep(0.5)
+    response = await running.client.get("/-/ready")
+    assert response.status == 503  # waiting for a slot is no pause the API asked for
+    await running.wait_ready(timeout=4)
+
+
 async def test_unauthorized_backs_off_and_heals(fake_api, start_exporter, caplog):
     fake, base = fake_api
     seed(fake, 2)
