@@ -10,8 +10,8 @@ most urgent admissible request of any token.
 Waiters are parked on futures and woken by one timer, as aiolimiter's leaky bucket does
 (``acquire`` parks, ``_wake_next`` resolves): when a slot frees, a budget changes, or the timer
 fires at the next moment a budget refills or a deadline passes. Nothing polls on a grain.
-A waiter whose budget cannot admit it before its deadline gets None at once: nothing sent,
-nothing spent.
+A waiter whose budget cannot admit it before its deadline gets None at once, and one held back
+by a more urgent waiter gets None at its deadline: nothing sent, nothing spent.
 """
 
 from __future__ import annotations
@@ -52,35 +52,44 @@ class _Waiter:
 
 @dataclass
 class _Queue:
-    """The waiters of one token source: by (priority, arrival) and by deadline; an entry
-    whose future is done (admitted, expired, cancelled) is dropped lazily from both."""
+    """The waiters of one token source: by (priority, arrival), and by deadline within each
+    priority; an entry whose future is done (admitted, expired, cancelled) is dropped lazily."""
 
     by_turn: list[tuple[int, int, _Waiter]] = field(default_factory=list)
-    by_deadline: list[tuple[float, int, _Waiter]] = field(default_factory=list)
+    by_deadline: dict[Priority, list[tuple[float, int, _Waiter]]] = field(default_factory=dict)
 
     def push(self, waiter: _Waiter) -> None:
         heapq.heappush(self.by_turn, (waiter.priority, waiter.seq, waiter))
         if math.isfinite(waiter.deadline):
-            heapq.heappush(self.by_deadline, (waiter.deadline, waiter.seq, waiter))
+            heapq.heappush(self.by_deadline.setdefault(waiter.priority, []),
+                           (waiter.deadline, waiter.seq, waiter))
 
     def head(self) -> _Waiter | None:
         while self.by_turn and self.by_turn[0][2].future.done():
             heapq.heappop(self.by_turn)
         return self.by_turn[0][2] if self.by_turn else None
 
-    def expire(self, before: float, inclusive: bool = False) -> None:
-        """Give None to every waiter whose deadline is earlier than ``before`` (or equal)."""
-        while self.by_deadline and (self.by_deadline[0][2].future.done()
-                                    or self.by_deadline[0][0] < before
-                                    or (inclusive and self.by_deadline[0][0] == before)):
-            waiter = heapq.heappop(self.by_deadline)[2]
-            if not waiter.future.done():
-                waiter.future.set_result(False)
+    def expire(self, before: float, *, after: Priority | None = None) -> None:
+        """Give None to every waiter whose deadline is before ``before`` (of a priority less
+        urgent than ``after``, at or before it)."""
+        for priority, heap in self.by_deadline.items():
+            if after is not None and priority <= after:
+                continue
+            while heap and (heap[0][2].future.done() or heap[0][0] < before
+                            or (after is not None and heap[0][0] == before)):
+                waiter = heapq.heappop(heap)[2]
+                if not waiter.future.done():
+                    waiter.future.set_result(False)
 
-    def next_deadline(self) -> float:
-        while self.by_deadline and self.by_deadline[0][2].future.done():
-            heapq.heappop(self.by_deadline)
-        return self.by_deadline[0][0] if self.by_deadline else math.inf
+    def next_deadline(self, after: Priority) -> float:
+        """The earliest deadline of a waiter less urgent than ``after``."""
+        soonest = math.inf
+        for priority, heap in self.by_deadline.items():
+            while heap and heap[0][2].future.done():
+                heapq.heappop(heap)
+            if priority > after and heap:
+                soonest = min(soonest, heap[0][0])
+        return soonest
 
 
 class RequestGate:
@@ -166,7 +175,8 @@ class RequestGate:
             for token, queue in list(self._queues.items()):
                 budget = self.budgets[token]
                 delay = budget.wait()
-                queue.expire(now + delay)  # cannot be admitted in time: None at once
+                if delay > 0:
+                    queue.expire(now + delay)  # cannot be admitted in time: None at once
                 head = queue.head()
                 if head is None:
                     del self._queues[token]
@@ -183,8 +193,12 @@ class RequestGate:
             self._busy += 1
             waiter.future.set_result(True)
         for queue in self._queues.values():
-            queue.expire(now, inclusive=True)  # still waiting at its deadline: too late
-            wake_at = min(wake_at, queue.next_deadline())
+            # A waiter held back by a more urgent one of its budget gives up at its deadline;
+            # one held only by busy slots, or by earlier ones of its class, waits on: it has
+            # its budget, and is sent late rather than not at all, as behind a semaphore.
+            if (head := queue.head()) is not None:
+                queue.expire(now, after=head.priority)
+                wake_at = min(wake_at, queue.next_deadline(head.priority))
         self._arm(now, wake_at)
 
     def _arm(self, now: float, when: float) -> None:

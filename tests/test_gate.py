@@ -122,7 +122,7 @@ async def test_concurrency_slots_are_shared_across_tokens_and_freed_by_answers()
     assert rec.sent == ["a", "b", "c", "d"] and [await outcome(t) for t in tasks] == list("abcd")
 
 
-async def test_a_waiter_held_by_busy_slots_gives_up_at_its_deadline():
+async def test_a_waiter_held_by_busy_slots_is_sent_late_not_dropped():
     clock = ManualClock()
     gate = RequestGate(concurrency=1, clock=clock)
     rec = Recorder()
@@ -130,14 +130,33 @@ async def test_a_waiter_held_by_busy_slots_gives_up_at_its_deadline():
     first = asyncio.create_task(gate.send(TOKEN, rec.request("first")))
     late = asyncio.create_task(gate.send(TOKEN, rec.request("late"), deadline=clock.now() + 2))
     await settle()
+    clock.advance(5)  # past its deadline: it has its budget, only the slot is busy
+    await settle()
+    assert not late.done() and clock.pending == 0  # no timer: only the slot can free it
+    rec.release.set()
+    assert await outcome(first) == "first" and await outcome(late) == "late"
+    assert rec.sent == ["first", "late"]
+
+
+async def test_a_waiter_held_back_by_a_more_urgent_one_gives_up_at_its_deadline():
+    clock = ManualClock()
+    gate = RequestGate(concurrency=1, clock=clock)
+    rec = Recorder()
+    rec.release.clear()
+    first = asyncio.create_task(gate.send(TOKEN, rec.request("first")))
+    urgent = asyncio.create_task(gate.send(TOKEN, rec.request("urgent")))
+    idle = asyncio.create_task(gate.send(TOKEN, rec.request("idle"), priority=Priority.IDLE,
+                                         deadline=clock.now() + 2))
+    await settle()
     clock.advance(1.9)
     await settle()
-    assert not late.done()
+    assert not idle.done()
     clock.advance(0.1)
     await settle()
-    assert await outcome(late) is None
+    assert await outcome(idle) is None  # its slot's time passed while "urgent" waited
     rec.release.set()
-    assert await outcome(first) == "first" and rec.sent == ["first"]
+    assert await outcome(first) == "first" and await outcome(urgent) == "urgent"
+    assert rec.sent == ["first", "urgent"]
 
 
 async def test_a_cancelled_waiter_spends_nothing_and_frees_its_turn():
