@@ -96,9 +96,11 @@ async def test_data_null_fails_the_poll_but_keeps_figures_and_the_progress_clock
     assert fake.count("acme", "sp_sales") == 2  # not retried: the store failed for ~10 s
     down = [r for r in caplog.records if r.getMessage() == "target down"]
     assert len(down) == 1 and down[0].fields["reason"] == "no_data"
-    await wait_for(lambda: running.exporter.exposition._fresh(False) is None, 2, "re-render")
+
+    async def shown_down() -> bool:  # the body served may be up to a second old
+        return value(await running.metrics(), "unpod_up", **SALES) == 0
+    await wait_for(shown_down, 3, "the failed poll on /metrics")
     m = await running.metrics()
-    assert value(m, "unpod_up", **SALES) == 0
     assert value(m, "unpod_poll_errors_total", reason="no_data", **SALES) == 1
     assert value(m, "unpod_calls", **SALES) == 10  # the previous figures, not zeros
     assert value(m, "unpod_tasks_by_status", status="pending", **SALES) == 3
