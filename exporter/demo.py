@@ -5,8 +5,9 @@ pending -> running -> completed/failed, and one space has its tasks stuck in pen
 stuck-task alert has something to show. One organization answers in the published shape, the
 other in the platform's own shape (call outcomes, ``call_status``), and one of its spaces has
 no runs yet (empty figures, as the platform answers then), so a newcomer sees every successful
-answer the real API gives. Nothing
-leaves the machine.
+answer the real API gives. Another has a campaign that never starts: its run's tasks stay
+pending, nothing finishes, so its analytics stay as empty and only the backlog scan
+(``demo_backlog.py``) shows it. Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from exporter.config import ApiConfig, Config, OrgConfig, PollConfig, SpaceConfig, TokenSource
+from exporter.config import (
+    ApiConfig,
+    BacklogConfig,
+    Config,
+    OrgConfig,
+    PollConfig,
+    SpaceConfig,
+    TokenSource,
+)
+from exporter.demo_backlog import DemoBacklog
 
 DEMO_TOKEN = "demo-token"
 OUTCOMES = ("interested", "call_back", "send_details", "not_interested", "not_connected",
@@ -37,6 +47,7 @@ class Campaign:
     task_rate: float
     stuck: bool = False
     idle: bool = False  # no runs yet: the platform answers empty figures
+    never_started: bool = False  # a run whose tasks never start: nothing ever finishes
     calls: int = 0
     completed_calls: int = 0
     failed_calls: int = 0
@@ -46,7 +57,7 @@ class Campaign:
     outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
 
     def advance(self, rng: random.Random, seconds: float) -> None:
-        if self.idle:
+        if self.idle or self.never_started:
             return
         for _ in range(_arrivals(rng, self.call_rate * seconds)):
             self.calls += 1
@@ -96,7 +107,8 @@ def _platform_analytics(campaigns: list[Campaign]) -> dict[str, object]:
     """The platform's own shape, as its ``fetch_space_analytics`` sums runs: call outcomes,
     and task counts with ``in_progress`` for running and a success *percentage*; empty
     figures when there are no runs (its ``$facet`` still returns one document)."""
-    if all(c.idle for c in campaigns):
+    # a run counts in the analytics only once one of its tasks finished
+    if all(c.idle or c.never_started for c in campaigns):
         return {"call_analytics": {}, "call_status": {"success_rate": 0}}
     outcomes = {name: sum(c.outcomes[name] for c in campaigns) for name in OUTCOMES}
     tasks = {status: sum(c.tasks[status] for c in campaigns)
@@ -128,6 +140,7 @@ def _campaigns() -> dict[str, dict[str, Campaign]]:
             "appointment-reminders": Campaign("sp_demo_reminders", 1.5, 0.2, 40, 1.0),
             "patient-survey": Campaign("sp_demo_survey", 0.2, 0.1, 180, 0.2, stuck=True),
             "vaccine-outreach": Campaign("sp_demo_outreach", 0.5, 0.1, 60, 0.3, idle=True),
+            "flu-recall": Campaign("sp_demo_recall", 0.5, 0.1, 60, 0.3, never_started=True),
         },
     }
 
@@ -138,6 +151,8 @@ class DemoApi:
     def __init__(self, seed: int = 7, history_seconds: float = 3600) -> None:
         self._rng = random.Random(seed)
         self.orgs = _campaigns()
+        self.backlog = DemoBacklog([c for campaigns in self.orgs.values()
+                                    for c in campaigns.values()], f"Token {DEMO_TOKEN}")
         for _ in range(int(history_seconds // 10)):
             self._step(10.0)
         self._last = time.monotonic()
@@ -184,6 +199,7 @@ class DemoApi:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/organisation/analytics/", self.analytics)
+        self.backlog.routes(app)
         return app
 
 
@@ -192,6 +208,7 @@ def demo_config(base_url: str) -> Config:
         api=ApiConfig(base_url=base_url, token=TokenSource("token", DEMO_TOKEN, "api.token"),
                       timeout=5.0, max_requests_per_minute=0),
         poll=PollConfig(interval=10.0, concurrency=4, max_staleness=300.0),
+        backlog=BacklogConfig(interval=60.0),
         orgs=tuple(
             OrgConfig(handle=handle, spaces=tuple(
                 SpaceConfig(name, campaign.space_token) for name, campaign in campaigns.items()))
