@@ -11,11 +11,14 @@ import aiohttp
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.registry import Collector
 
+from exporter.backlog.parse import MAX_BODY_BYTES as BACKLOG_MAX_BODY
+from exporter.backlog.runner import BacklogScanner, Spare
+from exporter.backlog.wiring import BacklogGateway, backlog_spare, plan_of, spaces_to_scan
 from exporter.budget import spare, stretch_intervals
-from exporter.client import UnpodClient, close_quietly, environment_proxy
+from exporter.client import MAX_BODY_BYTES, UnpodClient, close_quietly, environment_proxy
 from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.collector import UnpodCollector
-from exporter.config import ApiTlsConfig, Config, ConfigError
+from exporter.config import ApiTlsConfig, Config, ConfigError, TokenSource
 from exporter.discovery import Discoverer
 from exporter.exposition import ExpositionCache
 from exporter.files import file_version
@@ -88,6 +91,10 @@ class Exporter:
         self._scheduler: Scheduler | None = None
         self._poller: Poller | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._backlog_api: UnpodClient | None = None  # its answers may be larger
+        self._backlog: BacklogScanner | None = None
+        self._backlog_task: asyncio.Task[None] | None = None
+        self._backlog_spares: dict[TokenSource, Spare] = {}
         self._ready = False
         self.probe_budget_wait = MAX_WAIT  # at most, whatever the scrape timeout
         self._prober: Prober | None = None
@@ -140,13 +147,18 @@ class Exporter:
         assert self._api is not None, "start() first"
         return self._api
 
-    def _client(self, session: aiohttp.ClientSession, config: Config) -> UnpodClient:
+    def _backlog_client(self) -> UnpodClient:
+        assert self._backlog_api is not None, "start() first"
+        return self._backlog_api
+
+    def _client(self, session: aiohttp.ClientSession, config: Config,
+                max_body_bytes: int = MAX_BODY_BYTES) -> UnpodClient:
         api = config.api
-        if api.tls.insecure_skip_verify:
+        if api.tls.insecure_skip_verify and max_body_bytes == MAX_BODY_BYTES:
             log.warning("api.tls.insecure_skip_verify is set: the Unpod API's certificate is "
                         "not verified, so the API token can be intercepted")
         proxy = api.proxy_url or environment_proxy(api.base_url)
-        return UnpodClient(session, api.base_url, api.timeout, proxy=proxy,
+        return UnpodClient(session, api.base_url, api.timeout, max_body_bytes, proxy=proxy,
                            ssl_context=self._ssl_context(api.tls), auth_scheme=api.auth_scheme)
 
     def _ssl_context(self, tls: ApiTlsConfig) -> ssl.SSLContext | bool:
@@ -191,7 +203,14 @@ class Exporter:
                               concurrency=config.poll.concurrency, clock=clock)
         self._discoverer = Discoverer(gate=self._gate, client=self._current_client,
                                       tokens=self.tokens, store=self.store)
+        self._backlog_api = self._client(self._session, config, BACKLOG_MAX_BODY)
+        gateway = BacklogGateway(gate=self._gate, client=self._backlog_client,
+                                 tokens=self.tokens, store=self.store,
+                                 auth_backoff=self._poller.auth_backoff)
+        self._backlog = BacklogScanner(self.store, gateway.fetch_for, self._poller.is_secret,
+                                       monotonic=clock.now)
         self._apply(config, announce=True)
+        self._backlog_task = asyncio.create_task(self._backlog.run(), name="backlog")
         self._loop_task = asyncio.create_task(self._scheduler.run(self._poller.start),
                                               name="scheduler")
         self._staleness_task = asyncio.create_task(self._watch_staleness(), name="staleness")
@@ -254,6 +273,9 @@ class Exporter:
         intervals = self._stretch(config, announce)
         self._export_intervals(intervals)
         self.scheduler.set_targets(targets, intervals)
+        assert self._backlog is not None
+        self._backlog.configure(plan_of(config), spaces_to_scan(config, targets),
+                                self._backlog_spares)
 
     def _export_intervals(self, intervals: dict[str, float]) -> None:
         self.store.poll_intervals.clear()
@@ -271,6 +293,8 @@ class Exporter:
         intervals = self._stretch(self.config, announce=False)
         self._export_intervals(intervals)
         self.scheduler.set_intervals(intervals)
+        if self._backlog is not None:
+            self._backlog.set_spares(self._backlog_spares)
 
     def _stretch(self, config: Config, announce: bool) -> dict[str, float]:
         """The effective per-org intervals under the budget; tells change-driven polling
@@ -283,8 +307,11 @@ class Exporter:
         stretches = stretch_intervals(targets, per_minute, per_day, extra,
                                       poll.idle_interval if poll.change_driven else None,
                                       freshness.demand())
-        self.prober.set_spare({token: spare(stretch, per_minute, per_day)
-                               for token, stretch in stretches.items()})
+        spares = {token: spare(stretch, per_minute, per_day)
+                  for token, stretch in stretches.items()}
+        self.prober.set_spare(spares)
+        # the backlog scan spends what the polls leave; it stretches, never the polls
+        self._backlog_spares = {token: backlog_spare(caps) for token, caps in spares.items()}
         intervals: dict[str, float] = {}
         for token, stretch in stretches.items():
             intervals.update(stretch.intervals)
@@ -333,6 +360,7 @@ class Exporter:
         if config.webhook != self.config.webhook:
             log.warning("the webhook section changed: it applies at the next restart")
         self._api = self._client(self._session, config)  # CA files may be new
+        self._backlog_api = self._client(self._session, config, BACKLOG_MAX_BODY)
         if config.poll.concurrency != self.config.poll.concurrency:
             self.gate.set_concurrency(config.poll.concurrency)
         self._poller.auth_backoff.reset()
@@ -348,10 +376,12 @@ class Exporter:
         self._trigger.close()
         if self.webhook is not None:
             await self.webhook.stop()
-        for task in (self._discovery_task, self._staleness_task):
+        for task in (self._discovery_task, self._staleness_task, self._backlog_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        if self._backlog is not None:
+            await self._backlog.stop()
         if self._scheduler is not None:
             await self._scheduler.stop(grace)
         if self._loop_task is not None:

@@ -168,10 +168,10 @@ def _add_exporter(out: _Families, store: SnapshotStore, target_count: int) -> No
         out.add("unpod_exporter_poll_interval_seconds", "gauge",
                 "Effective poll interval of the organization's targets, budget applied.",
                 {"org": org}, interval)
-    for (org, outcome), count in sorted(store.api_requests.items()):
+    for (org, endpoint, outcome), count in sorted(store.api_requests.items()):
         out.add("unpod_api_requests", "counter",
-                "Requests sent to the Unpod API (every attempt, retries included) by outcome.",
-                {"org": org, "outcome": outcome}, count)
+                "Requests sent to the Unpod API (every attempt, retries included) by endpoint "
+                "and outcome.", {"org": org, "endpoint": endpoint, "outcome": outcome}, count)
     for org, skipped in sorted(store.polls_skipped.items()):
         out.add("unpod_exporter_polls_skipped", "counter",
                 "Space polls saved by change-driven polling (the org-wide figures were "

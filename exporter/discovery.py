@@ -52,11 +52,13 @@ class Discoverer:
 
     async def _get(self, config: Config, path: str, org: str | None,
                    parse: Callable[[object], object]) -> ApiResponse[object]:
+        endpoint = "organizations" if path == ORGS_PATH else "spaces"
         token = self._tokens.get(config.api.token)
         response = await self._gate.send(config.api.token, lambda: self._client().get(
             path, token, org, None, parse, (token,)))
         assert response is not None  # no deadline: it waits for the budget
-        self._store.count_request(org or "", response.outcome, response.ratelimit_remaining)
+        self._store.count_request(org or "", response.outcome, response.ratelimit_remaining,
+                                  endpoint)
         return response
 
     async def run(self, config: Config) -> Discovered:

@@ -90,7 +90,7 @@ class Poller:
         if outcome is None:
             return None  # no budget within the slot: skipped, as if not due
         if isinstance(outcome, Analytics):
-            outcome = without(outcome, self._is_secret)
+            outcome = without(outcome, self.is_secret)
         transition = self._store.record(target, outcome, self.clock.now() - started)
         if transition is not None:
             self._transitions.record(target, transition)
@@ -139,7 +139,7 @@ class Poller:
             self._store.count_request(target.org, response.outcome, response.ratelimit_remaining)
         return response
 
-    def _is_secret(self, name: str) -> bool:
+    def is_secret(self, name: str) -> bool:
         """Whether a status or outcome name is a configured token (compared case-folded)."""
         folded = name.casefold()
         return folded in self._space_tokens or folded in self._tokens.known()

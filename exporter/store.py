@@ -70,7 +70,7 @@ class SnapshotStore:
         self.clock = clock
         self.max_staleness = max_staleness
         self._states: dict[tuple[str, str], TargetState] = {}
-        self.api_requests: Counter[tuple[str, str]] = Counter()
+        self.api_requests: Counter[tuple[str, str, str]] = Counter()  # org, endpoint, outcome
         self.polls_skipped: Counter[str] = Counter()  # per org: requests change-driven saved
         self.ratelimit_remaining: dict[str, int] = {}
         self.poll_intervals: dict[str, float] = {}
@@ -110,9 +110,12 @@ class SnapshotStore:
 
     # --- results ---------------------------------------------------------------------------
 
-    def count_request(self, org: str, outcome: object, ratelimit_remaining: int | None) -> None:
-        """Count one request to the API (any endpoint) by its outcome."""
-        self.api_requests[(org, outcome.reason if isinstance(outcome, ApiError) else "ok")] += 1
+    def count_request(self, org: str, outcome: object, ratelimit_remaining: int | None,
+                      endpoint: str = "analytics") -> None:
+        """Count one request to the API by endpoint (``analytics``, ``organizations``,
+        ``spaces``, ``runs``, ``tasks``) and outcome."""
+        reason = outcome.reason if isinstance(outcome, ApiError) else "ok"
+        self.api_requests[(org, endpoint, reason)] += 1
         if ratelimit_remaining is not None and org in self.poll_intervals:
             self.ratelimit_remaining[org] = ratelimit_remaining
 

@@ -158,7 +158,9 @@ class FakeUnpod:
         self.space_names: dict[str, list[tuple[str, str]]] = {}
         self.list_faults: dict[str, Fault] = {}  # "organizations" or "spaces:ORG"
         self.list_requests: list[tuple[str, str | None]] = []
-        self.backlog = FakeBacklog(self._backlog_refusal)  # runs, run tasks, agent tasks
+        # runs, run tasks, agent tasks; a space with analytics is a space without runs
+        self.backlog = FakeBacklog(self._backlog_refusal,
+                                   lambda token: any(key[1] == token for key in self.data))
 
     # --- programming -----------------------------------------------------------------------
 

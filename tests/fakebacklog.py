@@ -105,8 +105,11 @@ def _number(query: Any, name: str, default: int) -> int:
 class FakeBacklog:
     """Runs and tasks per space token; programmed by tests, served by ``FakeUnpod``."""
 
-    def __init__(self, authenticate: Callable[[web.Request], web.Response | None]) -> None:
+    def __init__(self, authenticate: Callable[[web.Request], web.Response | None],
+                 known: Callable[[str], bool] = lambda token: False) -> None:
+        """``known(token)``: a space the rest of the fake knows (it has no runs yet)."""
         self._authenticate = authenticate
+        self._known = known
         self.runs: dict[str, list[FakeRun]] = {}  # space token -> runs, newest first
         self.space_ids: dict[str, str] = {}  # space_id -> space token (space_id is honoured)
         self.requests: list[BacklogRequest] = []
@@ -147,6 +150,8 @@ class FakeBacklog:
         token = request.match_info["space_token"]
         if "space_id" in request.query:  # the platform lets it override the space
             return self.space_ids.get(request.query["space_id"])
+        if token not in self.runs and self._known(token):
+            self.space(token)
         return token if token in self.runs else None
 
     @staticmethod

@@ -42,7 +42,7 @@ class World:
         self.scanner = BacklogScanner(self.store, self.fetch_for, lambda _: False,
                                       clock=lambda: self.now)
 
-    def fetch_for(self, target: Target) -> Fetch:
+    def fetch_for(self, target: Target, deadline: float) -> Fetch:
         async def fetch(endpoint: Endpoint, path: str, params: Mapping[str, str],
                         parse: Callable[[object], T]) -> ApiResponse[T] | None:
             return await self.client.get(path, TOKEN, target.org, dict(params), parse,
@@ -83,8 +83,8 @@ async def scanned(world: World, *targets: Target) -> None:
 
 async def test_scans_become_series_of_their_space(world):
     seed(world)
-    world.scanner.configure(ScanPlan(600.0, 50, 20, 300.0), [STUCK, BUSY])
-    await scanned(world, STUCK, BUSY)
+    world.scanner.configure(ScanPlan(1.0, 50, 20, 300.0), [STUCK, BUSY])
+    await scanned(world, STUCK, BUSY)  # the first scans spread over the interval
     series = world.metrics()
     stuck, busy = {"org": "acme", "space": "survey"}, {"org": "acme", "space": "sales"}
     assert value(series, "unpod_backlog_open_runs", **stuck) == 1
@@ -137,9 +137,9 @@ async def test_a_failing_space_keeps_its_figures_until_stale_then_loses_them(wor
 
 async def test_a_space_no_longer_scanned_loses_its_series(world):
     seed(world)
-    world.scanner.configure(ScanPlan(600.0, 50, 20, 300.0), [STUCK, BUSY])
+    world.scanner.configure(ScanPlan(1.0, 50, 20, 300.0), [STUCK, BUSY])
     await scanned(world, STUCK, BUSY)
-    world.scanner.configure(ScanPlan(600.0, 50, 20, 300.0), [BUSY])
+    world.scanner.configure(ScanPlan(1.0, 50, 20, 300.0), [BUSY])
     names = {name for name, labels in world.metrics() if dict(labels).get("space") == "survey"}
     assert not {n for n in names if n.startswith("unpod_backlog")}
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 import pytest
@@ -14,12 +16,15 @@ from aiohttp import web
 from exporter.backlog.parse import MAX_BODY_BYTES
 from exporter.backlog.scan import Endpoint, ScanResult, ScanSettings, scan_space
 from exporter.client import ApiResponse, UnpodClient
+from exporter.retry import retry_delay
 from tests.conftest import TOKEN
 from tests.fakeapi import FakeUnpod
 from tests.fakebacklog import PERSONAL
 
 T = TypeVar("T")
 SPACE = "sp_live_4f2a"
+NO_WAIT = partial(retry_delay, now=0.0, deadline=math.inf, request_timeout=0.0,
+                  jitter=lambda low, high: 0.0)
 AGENT = "space-agent-8qmk42"
 
 
@@ -40,7 +45,7 @@ class Scanner:
     async def scan(self, page_size: int = 50, max_requests: int = 20,
                    is_secret: Callable[[str], bool] = lambda _: False,
                    space: str = SPACE) -> ScanResult:
-        settings = ScanSettings(page_size, max_requests, is_secret, retry_wait=lambda _: 0.0)
+        settings = ScanSettings(page_size, max_requests, is_secret, NO_WAIT)
         return await scan_space(self.fetch, space, settings, time.time())
 
 

@@ -67,7 +67,8 @@ async def test_values_equal_what_the_api_served(seeded):
     assert value(m, "unpod_calls", **renew) == 0
     assert value(m, "unpod_call_success_ratio", **renew) is None
     assert value(m, "unpod_exporter_targets") == 5
-    assert value(m, "unpod_api_requests_total", org="acme", outcome="ok") == 3
+    assert value(m, "unpod_api_requests_total", org="acme", endpoint="analytics",
+                 outcome="ok") == 3
 
 
 async def test_labels_are_exactly_org_and_space(seeded):
@@ -140,7 +141,8 @@ async def test_each_api_error_is_classified_and_isolated(fake_api, start_exporte
     # timeouts, connection errors and 5xx are retried (every attempt counted); others are not
     attempts = 3 if reason in ("timeout", "server_error") else 1
     assert fake.count("acme", "sp_sales_1") == attempts
-    assert value(m, "unpod_api_requests_total", org="acme", outcome=reason) == attempts
+    assert value(m, "unpod_api_requests_total", org="acme", endpoint="analytics",
+                 outcome=reason) == attempts
     # the other targets are untouched
     assert value(m, "unpod_up", org="acme") == 1
     assert value(m, "unpod_org_calls", org="acme") == 1250

@@ -66,7 +66,8 @@ async def test_a_space_without_runs_is_up_with_no_figures(fake_api, start_export
     assert value(m, "unpod_tasks", **SALES) is None
     assert value(m, "unpod_tasks_last_progress_timestamp_seconds", **SALES) is None
     assert value(m, "unpod_last_success_timestamp_seconds", **SALES) is not None
-    assert value(m, "unpod_api_requests_total", org="acme", outcome="ok") == 3
+    assert value(m, "unpod_api_requests_total", org="acme", endpoint="analytics",
+                 outcome="ok") == 3
     assert not [r for r in caplog.records if r.getMessage() == "target down"]
 
 

@@ -5,7 +5,7 @@ there is no org-wide backlog)."""
 from __future__ import annotations
 
 from exporter.backlog.snapshot import BacklogState, visible
-from exporter.client import REASONS
+from exporter.reasons import REASONS
 
 # (name, type, help), in exposition order; counters without their suffix.
 BACKLOG_FAMILIES: tuple[tuple[str, str, str], ...] = (

@@ -13,12 +13,14 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from exporter.backlog.policy import FIRST_ESTIMATE, mean_requests, scan_interval, stale_after
 from exporter.backlog.scan import Fetch, ScanResult, ScanSettings, scan_space
 from exporter.backlog.snapshot import BacklogState, failed, succeeded, visible
+from exporter.config import TokenSource
 from exporter.store import SnapshotStore
 from exporter.targets import Target, TargetKey
 
@@ -38,10 +40,17 @@ class ScanPlan:
     max_staleness: float
 
 
+# What the analytics polls leave of a token's budget: per minute and per day, None for no cap.
+Spare = tuple[float | None, float | None]
+NO_CAP: Spare = (None, None)
+
+
 class BacklogScanner:
-    def __init__(self, store: SnapshotStore, fetch_for: Callable[[Target], Fetch],
+    def __init__(self, store: SnapshotStore, fetch_for: Callable[[Target, float], Fetch],
                  is_secret: Callable[[str], bool], *, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
+        """``fetch_for(target, deadline)``: requests for a space's scan, through the gate,
+        each waiting for budget until ``deadline`` (on the ``monotonic`` clock)."""
         self._store = store
         self._fetch_for = fetch_for
         self._is_secret = is_secret
@@ -52,42 +61,53 @@ class BacklogScanner:
         self._due: dict[Key, float] = {}
         self._inflight: dict[Key, asyncio.Task[None]] = {}
         self._shown: set[Key] = set()  # spaces whose backlog figures are on /metrics
-        self._spare: tuple[float | None, float | None] = (None, None)
+        self._spares: Mapping[TokenSource, Spare] = {}
+        self._intervals: dict[TokenSource, float] = {}  # effective, per token source
         self._per_scan: float | None = None
-        self.interval = self._plan.interval  # effective: stretched to the spare budget
         self._wake = asyncio.Event()
 
     # --- configuration ---------------------------------------------------------------------
 
-    def configure(self, plan: ScanPlan, spaces: Iterable[Target]) -> None:
-        """Adopt the settings and the spaces to scan: new ones are due now, the others keep
-        their next time; a space no longer scanned loses its backlog series at once."""
+    def configure(self, plan: ScanPlan, spaces: Iterable[Target],
+                  spares: Mapping[TokenSource, Spare] | None = None) -> None:
+        """Adopt the settings, the spaces to scan and what each token's budget has to spare.
+        New spaces get their first scan spread over the interval (no burst at start or after
+        a discovery); the others keep their next time; a space no longer scanned loses its
+        backlog series at once."""
         self._plan = plan
         fresh = {target.key: target for target in spaces}
         for key in set(self._spaces) - set(fresh):
             self._due.pop(key, None)
             self._shown.discard(key)
             self._store.set_backlog(key, None)
-        now = self._monotonic()
-        for key in fresh:
-            self._due.setdefault(key, now)
         self._spaces = fresh
+        self.set_spares(self._spares if spares is None else spares)
+        now = self._monotonic()
+        for rank, (key, target) in enumerate(fresh.items()):
+            self._due.setdefault(key, now + self.interval_for(target) * rank / len(fresh))
+        self._wake.set()
+
+    def set_spares(self, spares: Mapping[TokenSource, Spare]) -> None:
+        self._spares = spares
         self._restretch()
 
-    def set_spare(self, per_minute: float | None, per_day: float | None) -> None:
-        """What the analytics polls leave of the budget (None: no cap)."""
-        self._spare = (per_minute, per_day)
-        self._restretch()
+    def interval_for(self, target: Target) -> float:
+        """The space's effective scan interval (its token's, budget applied)."""
+        return self._intervals.get(target.token, self._plan.interval)
 
     def _restretch(self) -> None:
         per_scan = self._per_scan if self._per_scan is not None else FIRST_ESTIMATE
-        interval = scan_interval(self._plan.interval, len(self._spaces), per_scan, *self._spare)
-        if interval != self.interval:
-            log.debug("backlog interval", extra={"fields": {
-                "interval": f"{interval:.0f}s", "requests_per_scan": f"{per_scan:.1f}"}})
-        self.interval = interval
-        self._store.backlog_stale_after = stale_after(interval, self._plan.max_staleness)
-        self._wake.set()
+        counts = Counter(target.token for target in self._spaces.values())
+        intervals = {token: scan_interval(self._plan.interval, count, per_scan,
+                                          *self._spares.get(token, NO_CAP))
+                     for token, count in counts.items()}
+        if intervals != self._intervals:
+            log.debug("backlog intervals", extra={"fields": {
+                "longest": f"{max(intervals.values(), default=self._plan.interval):.0f}s",
+                "requests_per_scan": f"{per_scan:.1f}"}})
+        self._intervals = intervals
+        longest = max(intervals.values(), default=self._plan.interval)
+        self._store.backlog_stale_after = stale_after(longest, self._plan.max_staleness)
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -110,7 +130,7 @@ class BacklogScanner:
             timer.cancel()
 
     def _start(self, target: Target, now: float) -> None:
-        self._due[target.key] = now + self.interval
+        self._due[target.key] = now + self.interval_for(target)
         task = asyncio.create_task(self._scan(target), name=f"backlog {target.describe()}")
         self._inflight[target.key] = task
         task.add_done_callback(functools.partial(self._forget, target.key))
@@ -141,8 +161,9 @@ class BacklogScanner:
         settings = ScanSettings(plan.page_size, plan.max_requests, self._is_secret)
         try:
             assert target.space_token is not None  # only spaces are scanned
-            result = await scan_space(self._fetch_for(target), target.space_token, settings,
-                                      self._clock())
+            deadline = self._monotonic() + self.interval_for(target)
+            result = await scan_space(self._fetch_for(target, deadline), target.space_token,
+                                      settings, self._clock())
         except Exception:  # a bug must not stop the loop; it shows in the log instead
             log.exception("backlog scan crashed", extra={"fields": {
                 "org": target.org, "space": target.space}})

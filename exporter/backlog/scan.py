@@ -10,9 +10,10 @@ concurrency), never with ``page_size=0`` or ``space_id``.
 from __future__ import annotations
 
 import asyncio
-import random
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -27,12 +28,13 @@ from exporter.backlog.parse import (
 from exporter.backlog.policy import Allowance, Tally, is_open, reached_older, read_to_end
 from exporter.backlog.snapshot import BacklogSnapshot
 from exporter.client import ApiError, ApiResponse
+from exporter.retry import retry_delay
 
 T = TypeVar("T")
 Endpoint = Literal["runs", "tasks"]
-RETRYABLE = frozenset({"timeout", "connection_error", "server_error"})
-MAX_ATTEMPTS = 3
-RETRY_BASE = 0.5  # seconds; full jitter over base * 2**attempt
+# The polls' retry policy; a scan has no slot to end in, only its per-scan cap.
+Retry = Callable[[int, str], float | None]
+RETRY: Retry = partial(retry_delay, now=0.0, deadline=math.inf, request_timeout=0.0)
 
 
 class Fetch(Protocol):
@@ -47,8 +49,7 @@ class ScanSettings:
     page_size: int
     max_requests: int
     is_secret: Callable[[str], bool]
-    retry_wait: Callable[[int], float] = lambda attempt: random.uniform(
-        0, RETRY_BASE * 2**attempt)
+    retry: Retry = field(default=RETRY)  # seconds before attempt+1, or None: give up
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,10 @@ class _Scan:
             if not isinstance(outcome, ApiError):
                 return outcome
             attempt += 1
-            if outcome.reason not in RETRYABLE or attempt >= MAX_ATTEMPTS:
+            wait = self._settings.retry(attempt, outcome.reason)
+            if wait is None:
                 raise _Stop(outcome)
-            await asyncio.sleep(self._settings.retry_wait(attempt))
+            await asyncio.sleep(wait)
 
     async def _pages(self, endpoint: Endpoint, path: str, parse: Callable[[object], Page[T]],
                      enough: Callable[[Page[T]], bool] = lambda page: False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from exporter.client import REASONS
+from exporter.reasons import REASONS
 
 _NO_ERRORS = tuple(0 for _ in REASONS)
 
