@@ -44,18 +44,8 @@ if [ "$(id -u)" -ne 0 ] && ! podman info >/dev/null 2>&1; then
   skip "not root and rootless podman does not work here"
 fi
 
-# podman has no systemd to time health checks here and says so on every run: quiet that line.
-podman() { command podman "$@" 2> >(grep -v 'unable to get systemd connection' >&2); }
-
-# Low ulimits and runc: the defaults are refused on these machines (see shared notes).
-export CONTAINERS_CONF=$work/containers.conf
-cat >"$CONTAINERS_CONF" <<'EOF'
-[containers]
-default_ulimits = ["nofile=8192:8192", "nproc=8192:8192"]
-
-[engine]
-runtime = "runc"
-EOF
+# shellcheck source=scripts/podman-env.sh
+source scripts/podman-env.sh
 
 # --- base image ------------------------------------------------------------------------------
 if ! podman image exists "$BASE"; then

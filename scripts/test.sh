@@ -51,6 +51,7 @@ python3 -m venv .venv
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
 echo "== image (buildah + podman)"; ./scripts/image-test.sh
+echo "== systemd unit under a real systemd (podman)"; ./scripts/systemd-test.sh
 echo "== pytest, Python $(.venv/bin/python -c 'import platform; print(platform.python_version())')"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 echo "== pytest, Python $(.venv-312/bin/python -c 'import platform; print(platform.python_version())')"
