@@ -81,6 +81,12 @@ def matching(pattern: re.Pattern[str]) -> Callable[[object, str], str]:
     return parse
 
 
+# An org handle (sent as Org-Handle, the ``org`` label) and a configured label value (a
+# space's name): the names by which the rest of the config refers to orgs and spaces.
+org_handle = matching(re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"))
+label_value = matching(re.compile(r"[^\x00-\x1f\x7f]{1,128}"))
+
+
 def at_least(minimum: int) -> Callable[[object, str], int]:
     """An integer (not a boolean, not a numeric string) of at least ``minimum``."""
 

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from exporter.config.discovery import NameFilter, name_filter
-from exporter.config.fields import boolean, matching, parse_duration, string
+from exporter.config.fields import boolean, label_value, org_handle, parse_duration, string
 from exporter.config.section import keys, list_of, option, required
 from exporter.config.sources import TOKEN_KINDS, TokenSource, token_source
-
-_LABEL_VALUE_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
-_HANDLE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True)
 class SpaceConfig:
-    name: str = required(matching(_LABEL_VALUE_RE))  # the ``space`` label
+    name: str = required(label_value)  # the ``space`` label
     space_token: str = required(string, shown=False)
 
 
 @dataclass(frozen=True)
 class OrgConfig:
-    handle: str = required(matching(_HANDLE_RE))  # sent as Org-Handle; the ``org`` label
+    handle: str = required(org_handle)  # sent as Org-Handle; the ``org`` label
     token: TokenSource | None = keys(TOKEN_KINDS, token_source, None)  # None: api's token
     interval: float | None = option(None, parse_duration)  # None: poll.interval
     org_wide: bool = option(True, boolean)

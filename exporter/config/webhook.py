@@ -10,8 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.address import split_address
-from exporter.config.fields import ConfigError, matching, string, type_name
-from exporter.config.orgs import _HANDLE_RE, _LABEL_VALUE_RE
+from exporter.config.fields import (
+    ConfigError,
+    label_value,
+    matching,
+    org_handle,
+    string,
+    type_name,
+)
 from exporter.config.section import join, keys, option, parse_section, required
 from exporter.config.sources import TokenSource
 
@@ -25,8 +31,8 @@ _AGENT_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # the name rule: an agent is a 
 class Place:
     """Where an agent calls for: an org, and one of its spaces ("" for the org itself)."""
 
-    org: str = required(matching(_HANDLE_RE))
-    space: str = option("", matching(_LABEL_VALUE_RE))
+    org: str = required(org_handle)
+    space: str = option("", label_value)
 
 
 def _secret(raw: Mapping[str, Any], key: str) -> TokenSource:
