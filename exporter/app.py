@@ -14,7 +14,6 @@ from prometheus_client.registry import Collector
 from exporter.backlog.parse import MAX_BODY_BYTES as BACKLOG_MAX_BODY
 from exporter.backlog.runner import BacklogScanner, Spare
 from exporter.backlog.wiring import BacklogGateway, backlog_spare, plan_of, spaces_to_scan
-from exporter.budget import spare, stretch_intervals
 from exporter.client import MAX_BODY_BYTES, UnpodClient, close_quietly, environment_proxy
 from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.collector import UnpodCollector
@@ -24,6 +23,7 @@ from exporter.exposition import ExpositionCache
 from exporter.files import file_version
 from exporter.freshness import Freshness
 from exporter.gate import RequestGate
+from exporter.plan import BudgetPlan, plan_budget
 from exporter.poller import Poller
 from exporter.probe import MAX_WAIT, Prober, Refusal, probe_wait
 from exporter.readiness import all_explained, pause_of
@@ -67,9 +67,9 @@ class Exporter:
         self.shard = shard or Shard()
         self._discovered = Discovered()
         self._targets: tuple[Target, ...] = ()
-        self._demand_version = 0  # of the follow-up demand the current stretch pays for
+        self._plan = BudgetPlan(caps=(0, None), stretches={}, intervals={}, idle_factors={},
+                                accounting=frozenset(), probe_spare={})  # until start()
         self._tick = 1.0  # seconds between two looks at staleness and demand
-        self._capped = False
         self._discoverer: Discoverer | None = None
         self._discovery_task: asyncio.Task[None] | None = None
         self._discovery_pending = config.discovery is not None
@@ -226,8 +226,8 @@ class Exporter:
         while True:
             await asyncio.sleep(self._tick)
             self.exposition.check_staleness()
-            if self._capped and self.freshness.demand_version != self._demand_version:
-                self._restretch()
+            if self._plan.capped and self.freshness.demand_version != self._plan.demand_version:
+                self._replan()
 
     def _start_discovery(self) -> None:
         if self._discovery_task is not None:
@@ -250,93 +250,64 @@ class Exporter:
             self._apply(config, announce=False)
             await asyncio.sleep(config.discovery.interval)
 
-    def _discovery_demand(self, config: Config) -> float:
-        """Discovery's requests per minute: one org list plus one space list per org."""
-        if config.discovery is None:
-            return 0.0
-        orgs = {o.handle: o for o in config.orgs}
-        handles = set(orgs) | set(self._discovered.orgs or ())
-        lists = (config.discovery.orgs is not None) + sum(
-            config.space_filter(orgs.get(h)) is not None for h in handles)
-        return lists * 60.0 / config.discovery.interval
-
     def _apply(self, config: Config, announce: bool) -> None:
-        """Point the poller at a config and the discovered targets: this shard's share of the
-        budget, intervals stretched to fit it, targets."""
-        self.gate.configure(*self._caps(config))
+        """Point the parts at a config and the discovered targets (this shard's), under a
+        budget plan for them."""
         self._targets = targets = build_targets(config, self._discovered, self.shard)
         self.store.max_staleness = config.poll.max_staleness
         self.store.set_targets(targets)
         self.poller.set_targets(targets)
         for source in {t.token for t in targets}:
             self.gate.budget(source)
-        intervals = self._stretch(config, announce)
-        self._export_intervals(intervals)
-        self.scheduler.set_targets(targets, intervals)
+        plan = self._new_plan(config)
+        self._apply_plan(config, plan, announce)
+        self.scheduler.set_targets(targets, plan.intervals)
         assert self._backlog is not None
         self._backlog.configure(plan_of(config), spaces_to_scan(config, targets),
                                 self._backlog_spares)
 
-    def _export_intervals(self, intervals: dict[str, float]) -> None:
-        self.store.poll_intervals.clear()
-        self.store.poll_intervals.update({t.org: intervals.get(t.org, t.interval)
-                                          for t in self._targets})
+    def _new_plan(self, config: Config) -> BudgetPlan:
+        freshness = self.freshness
+        version = freshness.demand_version
+        return plan_budget(config, self._targets, self.shard, discovered=self._discovered,
+                           demand=freshness.demand(), demand_version=version)
 
-    def _caps(self, config: Config) -> tuple[float, float | None]:
-        """This shard's share of the request budget: per minute (0: none) and per day."""
-        api, shards = config.api, self.shard.count
-        per_day = api.max_requests_per_day / shards if api.max_requests_per_day else None
-        return api.max_requests_per_minute / shards, per_day
-
-    def _restretch(self) -> None:
-        """Stretch intervals again for the follow-up demand measured since the last time."""
-        intervals = self._stretch(self.config, announce=False)
-        self._export_intervals(intervals)
-        self.scheduler.set_intervals(intervals)
+    def _replan(self) -> None:
+        """A new plan for the follow-up demand measured since the last one."""
+        plan = self._new_plan(self.config)
+        self._apply_plan(self.config, plan, announce=False)
+        self.scheduler.set_intervals(plan.intervals)
         if self._backlog is not None:
             self._backlog.set_spares(self._backlog_spares)
 
-    def _stretch(self, config: Config, announce: bool) -> dict[str, float]:
-        """The effective per-org intervals under the budget; tells change-driven polling
-        its idle stretch and where the budget does not permit polling every space."""
-        api, poll, targets = config.api, config.poll, self._targets
-        per_minute, per_day = self._caps(config)
-        extra = {api.token: self._discovery_demand(config)}
-        freshness = self.freshness
-        self._demand_version = freshness.demand_version
-        stretches = stretch_intervals(targets, per_minute, per_day, extra,
-                                      poll.idle_interval if poll.change_driven else None,
-                                      freshness.demand())
-        spares = {token: spare(stretch, per_minute, per_day)
-                  for token, stretch in stretches.items()}
-        self.prober.set_spare(spares)
+    def _apply_plan(self, config: Config, plan: BudgetPlan, announce: bool) -> None:
+        """The one place a budget plan takes effect: the gate's caps, the probes' spare,
+        change-driven polling's idle stretch and accounting, the exported intervals (the
+        scheduler's are set by the caller, with the targets or alone)."""
+        poll, api = config.poll, config.api
+        self._plan = plan
+        self.gate.configure(*plan.caps)
+        self.prober.set_spare(plan.probe_spare)
         # the backlog scan spends what the polls leave; it stretches, never the polls
-        self._backlog_spares = {token: backlog_spare(caps) for token, caps in spares.items()}
-        intervals: dict[str, float] = {}
-        for token, stretch in stretches.items():
-            intervals.update(stretch.intervals)
+        self._backlog_spares = {token: backlog_spare(caps)
+                                for token, caps in plan.probe_spare.items()}
+        self.freshness.configure(poll.change_driven, poll.idle_interval, plan.targets,
+                                 dict(plan.idle_factors), plan.accounting, plan.intervals)
+        self.store.poll_intervals.clear()
+        self.store.poll_intervals.update({t.org: plan.interval(t) for t in plan.targets})
+        self._tick = min(1.0, plan.shortest_interval or poll.interval)
+        for token, stretch in plan.stretches.items():
             log.debug("stretch", extra={"fields": {
                 "token": token.describe(), "factor": f"{stretch.factor:.2f}",
                 "idle_factor": f"{stretch.idle_factor:.2f}",
                 "demand_per_minute": f"{stretch.demand_per_minute:.1f}"}})
-            if stretch.factor > 1 and announce:
-                log.warning("targets need more requests than the budget allows; stretching "
-                            "their intervals", extra={"fields": {
-                                "token": token.describe(), "factor": f"{stretch.factor:.2f}",
-                                "demand_per_minute": f"{stretch.demand_per_minute:.1f}",
-                                "max_requests_per_minute": api.max_requests_per_minute,
-                                "max_requests_per_day": api.max_requests_per_day or "none"}})
-        idle_factors = {org: stretch.idle_factor for stretch in stretches.values()
-                        for org in stretch.intervals}
-        accounting = {org for stretch in stretches.values() if stretch.accounting
-                      for org in stretch.intervals}
-        freshness.configure(poll.change_driven, poll.idle_interval, targets, idle_factors,
-                            accounting, intervals)
-        shortest = min((intervals.get(t.org, t.interval) for t in targets),
-                       default=poll.interval)
-        self._tick = min(1.0, shortest)
-        self._capped = per_minute > 0 or per_day is not None  # demand only matters then
-        return intervals
+        for token, stretch in plan.binding.items() if announce else ():
+            log.warning("targets need more requests than the budget allows; stretching "
+                        "their intervals", extra={"fields": {
+                            "token": token.describe(), "factor": f"{stretch.factor:.2f}",
+                            "demand_per_minute": f"{stretch.demand_per_minute:.1f}",
+                            "max_requests_per_minute": api.max_requests_per_minute,
+                            "max_requests_per_day": api.max_requests_per_day or "none"}})
 
     async def probe(self, org: str, space: str,
                     scrape_timeout: str | None = None) -> CollectorRegistry | Refusal:

@@ -10,13 +10,12 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.client import ApiError, ApiResponse
 from exporter.config import TokenSource
 from exporter.reasons import Reason
-from exporter.targets import ORG_WIDE, Target
 
 log = logging.getLogger("unpod_exporter.budget")
 MAX_PAUSE = 3600.0
@@ -111,84 +110,6 @@ class RequestBudget:
         if remaining <= low:
             self._pace = reset_in / remaining
             self._pace_until = self.clock() + reset_in
-
-
-@dataclass(frozen=True)
-class Stretch:
-    """The effective interval of every org once a token's demand meets its cap, and (with
-    change-driven polling) the factor on the idle interval of the spaces it drives, and
-    whether the cap is below what plain polling would ask (``accounting``: the budget does
-    not permit polling every space at every change)."""
-
-    factor: float
-    demand_per_minute: float
-    intervals: dict[str, float]
-    idle_factor: float = 1.0
-    accounting: bool = False
-
-
-IDLE_SHARE = 0.1  # of a cap kept for the idle refreshes when org-wide polls want it all
-
-
-def _cap_per_minute(per_minute: float, per_day: float | None) -> float:
-    caps = [per_minute] if per_minute > 0 else []
-    if per_day:
-        caps.append(per_day / 1440)
-    return min(caps, default=math.inf)
-
-
-def stretch_intervals(targets: Iterable[Target], per_minute: float, per_day: float | None,
-                      extra_per_minute: Mapping[TokenSource, float] | None = None,
-                      idle_interval: float | None = None,
-                      followups: Mapping[str, float] | None = None,
-                      ) -> dict[TokenSource, Stretch]:
-    """One factor per token source stretches all its intervals so demand fits the cap.
-
-    With change-driven polling (``idle_interval``), the spaces of an org whose org-wide
-    target is polled cost one request per idle interval, plus the follow-ups its changes
-    call for (``followups``: per org, polls per org-wide poll, as measured). The org-wide
-    targets and their follow-ups (and spaces without an org-wide target) come first: they
-    keep their interval whenever the cap allows it, less a tenth kept for the idle
-    refreshes, and the spaces' idle interval takes the rest of the stretch. Detecting a
-    change is worth little if the budget cannot then fetch what changed: that is why the
-    follow-ups are paid for before org-wide polls are made more often."""
-    by_token: dict[TokenSource, list[Target]] = {}
-    for target in targets:
-        by_token.setdefault(target.token, []).append(target)
-    cap = _cap_per_minute(per_minute, per_day)
-    result: dict[TokenSource, Stretch] = {}
-    for token, members in by_token.items():
-        extra = (extra_per_minute or {}).get(token, 0)
-        driving = {t.org for t in members if t.space == ORG_WIDE} if idle_interval else set()
-        driven = [t for t in members if t.space != ORG_WIDE and t.org in driving]
-        first = [t for t in members if t.space == ORG_WIDE or t.org not in driving]
-        plain = sum(60.0 / t.interval for t in members) + extra
-        demand_first = sum(60.0 / t.interval * (1 + (followups or {}).get(t.org, 0.0)
-                                                if t.space == ORG_WIDE else 1)
-                           for t in first) + extra
-        demand_idle = len(driven) * 60.0 / idle_interval if idle_interval else 0.0
-        reserve = min(demand_idle, IDLE_SHARE * cap)
-        factor = max(1.0, demand_first / (cap - reserve))
-        left = cap - demand_first / factor
-        idle_factor = max(1.0, demand_idle / left) if left > 1e-9 else max(
-            factor, (demand_first + demand_idle) / cap)
-        intervals = {t.org: t.interval * factor for t in members}
-        result[token] = Stretch(factor, demand_first + demand_idle, intervals,
-                                idle_factor if driven else 1.0,
-                                accounting=bool(driven) and plain > cap)
-    return result
-
-
-def spare(stretch: Stretch, per_minute: float,
-          per_day: float | None) -> tuple[float, float | None] | None:
-    """What a token's scheduled polls (and discovery) leave of its caps, per minute and per
-    day, for on-demand requests (``/probe``); None when nothing is left. A per-minute figure
-    of 0 means no cap, as for RequestBudget."""
-    minute = per_minute - stretch.demand_per_minute if per_minute > 0 else 0.0
-    day = per_day - stretch.demand_per_minute * 1440 if per_day else None
-    if (per_minute > 0 and minute < 1) or (day is not None and day < 1):
-        return None
-    return minute, day
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 from exporter.analytics import parse_analytics
-from exporter.budget import stretch_intervals
 from exporter.client import ApiError
 from exporter.config import ConfigError, TokenSource, parse_config_text
 from exporter.freshness import Freshness
 from exporter.gate import Priority
+from exporter.plan import stretch_intervals
 from exporter.sharding import Shard
 from exporter.targets import Target
 from tests.conftest import config_yaml, value, wait_for

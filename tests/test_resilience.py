@@ -9,8 +9,9 @@ import os
 import resource
 import time
 
-from exporter.budget import RequestBudget, stretch_intervals
+from exporter.budget import RequestBudget
 from exporter.config import TokenSource, parse_config_text
+from exporter.plan import stretch_intervals
 from exporter.targets import Target
 from tests.conftest import config_yaml, value, wait_for
 from tests.fakeapi import Fault
