@@ -4,11 +4,15 @@
 // not editable. To add panels, add a row to `rows` below (or append one from your own jsonnet
 // through dashboardRows): positions are laid out from the rows' order and the panels' sizes.
 local ds = { type: 'prometheus', uid: '${datasource}' };
-local exporter = 'job=~"$job",instance=~"$instance"';
-local targets = exporter + ',org=~"$org"';  // every target: health counts targets, not totals
-local orgs = targets;  // org-wide analytics (unpod_org_*)
-local spaces = targets + ',space=~"$space"';  // space analytics (unpod_*)
 local window = '$__rate_interval';
+// The variables' matchers and the mixin's selector: "All" is .+ (the linter wants it so), and
+// the selector keeps a second job (one scraping /probe) out of "All" all the same.
+local selectors(c) = {
+  exporter: 'job=~"$job",instance=~"$instance",' + c.selector,
+  targets: self.exporter + ',org=~"$org"',  // every target: health counts targets, not totals
+  orgs: self.targets,  // org-wide analytics (unpod_org_*)
+  spaces: self.targets + ',space=~"$space"',  // space analytics (unpod_*)
+};
 
 local publishedOnly = 'Published shape only (completed_calls, avg_duration_seconds): targets '
                       + 'that answer Unpod\'s platform shape show No data here.';
@@ -54,7 +58,10 @@ local variable(name, query, label) = {
   current: { selected: true, text: ['All'], value: ['$__all'] },
 };
 
-local rows(c) = [
+local rows(c) =
+  local s = selectors(c);
+  local targets = s.targets, orgs = s.orgs, spaces = s.spaces;
+  [
   {
     title: 'Organizations (org-wide totals)',
     panels: [
@@ -169,9 +176,12 @@ local layout(rowList) =
         { name: 'datasource', label: 'Data source', type: 'datasource', query: 'prometheus',
           current: {}, hide: 0 },
         variable('job', 'label_values(unpod_exporter_build_info{%s}, job)' % $._config.selector, 'Job'),
-        variable('instance', 'label_values(unpod_exporter_build_info{job=~"$job"}, instance)', 'Instance'),
-        variable('org', 'label_values(unpod_up{%s}, org)' % exporter, 'Organization'),
-        variable('space', 'label_values(unpod_up{%s,org=~"$org"}, space)' % exporter, 'Space'),
+        variable('instance', 'label_values(unpod_exporter_build_info{job=~"$job",%s}, instance)'
+                             % $._config.selector, 'Instance'),
+        variable('org', 'label_values(unpod_up{%s}, org)' % selectors($._config).exporter,
+                 'Organization'),
+        variable('space', 'label_values(unpod_up{%s,org=~"$org"}, space)'
+                          % selectors($._config).exporter, 'Space'),
       ] },
       panels: layout($.dashboardRows),
     },

@@ -48,6 +48,11 @@ def test_a_config_override_changes_every_face():
             for sel in selectors(rule["expr"]):
                 if sel.name and ":" not in sel.name:
                     assert {("job", "=", "unpod"), ("cluster", "=", "eu")} <= set(sel.matchers)
+    for panel in faces["dashboards"]["unpod.json"]["panels"]:
+        for target in panel.get("targets", []):
+            for sel in selectors(target["expr"]):  # "All" jobs still means the selector's
+                assert {("job", "=", "unpod"), ("cluster", "=", "eu"),
+                        ("job", "=~", "$job")} <= set(sel.matchers), target["expr"]
     stuck = next(r for r in faces["alerts"]["groups"][0]["rules"]
                  if r["alert"] == "UnpodTasksStuck")
     assert "> 3600" in stuck["expr"] and "over 60 minutes" in stuck["annotations"]["description"]

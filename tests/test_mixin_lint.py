@@ -328,3 +328,12 @@ def test_every_rule_and_alert_selects_the_configured_job():
 def test_no_query_needs_the_empty_space_trick():
     for expr in every_expression():
         assert not re.search(r'space\s*(=|!=)\s*""', expr), expr
+
+
+def test_every_panel_selects_the_configured_job_beside_the_variables():
+    """"All" is .+ (template-job-rule wants it), so the selector keeps a /probe job out."""
+    for dashboard in dashboards().values():
+        for panel in panels(dashboard):
+            for target in panel.get("targets", []):
+                for sel in selectors(target["expr"]):
+                    assert ("job", "=", "unpod-exporter") in sel.matchers, target["expr"]
