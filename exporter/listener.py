@@ -3,17 +3,21 @@
 Anyone who can reach the port can open connections; none of them may take ``/metrics`` down
 for Prometheus. So: a connection that sends no (complete) request, or sits idle between
 requests, is closed after IDLE_TIMEOUT; a TLS handshake must finish within
-HANDSHAKE_TIMEOUT; at most MAX_CONNECTIONS are served at once (one log line when the limit is
-reached, not one per connection, checked before any TLS state exists); and a TLS connection
-reads through a small buffer.
+HANDSHAKE_TIMEOUT; at most MAX_CONNECTIONS are open at once, and a new connection over the
+limit closes the oldest one that has not sent a byte of a request yet (a silent client, or a
+load balancer's idle pool), so that a scrape is never refused while silent connections are
+held; only when every connection is busy is a new one refused. One log line when the limit
+bites, not one per connection. A TLS connection reads through a small buffer, and the
+process's open-file limit is raised to its hard limit at start, as Go programs do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import asyncio.sslproto
 import logging
+import resource
 import ssl
+from asyncio.sslproto import SSLProtocol
 from typing import Protocol
 
 from aiohttp import web
@@ -23,12 +27,8 @@ log = logging.getLogger("unpod_exporter.web")
 
 MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 30.0  # no request (or no complete request headers) for this long: closed
-HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 10  # seconds
 TLS_READ_BUFFER = 16 * 1024  # one TLS record; asyncio's default is 256 KiB per connection
-
-# asyncio gives every TLS connection a 256 KiB read buffer up front: 400 silent connections
-# held over 100 MiB. A record is at most 16 KiB, so a buffer of that size reads as well.
-asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
 class TlsProvider(Protocol):
@@ -53,6 +53,28 @@ class FixedTls:
         return True
 
 
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard one (a silent client holds one
+    descriptor until it is dropped; the default soft limit is often 1,024). The new soft
+    limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft
+    return hard
+
+
+class _Entry:
+    """One connection as the limit sees it: the transport to abort when it must go."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self) -> None:
+        self.transport: asyncio.BaseTransport | None = None
+
+
 class _Refused(asyncio.Protocol):
     """Closes a connection over the limit as soon as it is made."""
 
@@ -60,72 +82,140 @@ class _Refused(asyncio.Protocol):
         transport.abort()  # type: ignore[attr-defined]
 
 
-class _TlsUpgrade(asyncio.Protocol):
-    """Accepts a plain TCP connection, then does the TLS handshake itself (bounded in time)
-    and hands the TLS transport to the HTTP handler: the limit is checked before any TLS
-    state exists, so a refused connection is closed at once, TLS or not."""
+class _Watched(asyncio.Protocol):
+    """The HTTP handler, with the limit told when the first bytes of a request arrive and
+    when the connection ends (after the TLS handshake, for a TLS connection)."""
 
-    def __init__(self, limit: ConnectionLimit, handler: RequestHandler,
-                 tls: TlsProvider) -> None:
+    def __init__(self, limit: ConnectionLimit, entry: _Entry, handler: RequestHandler,
+                 tls: TlsProvider | None) -> None:
         self._limit = limit
+        self._entry = entry
         self._handler = handler
         self._tls = tls
+        self._heard = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()  # the ClientHello is for the TLS layer, not for us
-        task = asyncio.get_running_loop().create_task(self._upgrade(transport))
-        self._limit.handshakes.add(task)
-        task.add_done_callback(self._limit.handshakes.discard)
-
-    async def _upgrade(self, transport: asyncio.Transport) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            tls = await loop.start_tls(transport, self._handler, self._tls.context(),
-                                       server_side=True,
-                                       ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
-        except (OSError, ssl.SSLError, TimeoutError, asyncio.CancelledError):
-            tls = None
-        finally:
-            self._limit.unconnected.discard(self._handler)
-        if tls is None or not self._tls.accepts(tls.get_extra_info("ssl_object")):
-            (tls or transport).abort()
+        if self._tls is None:
+            self._entry.transport = transport
+        elif not self._tls.accepts(transport.get_extra_info("ssl_object")):
+            transport.abort()  # type: ignore[attr-defined]
             return
-        self._handler.connection_made(tls)
+        self._handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._heard:
+            self._heard = True
+            self._limit.heard(self._entry)
+        self._handler.data_received(data)
+
+    def eof_received(self) -> None:
+        self._handler.eof_received()  # None: the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._limit.lost(self._entry)
+        if self._handler.transport is not None:
+            self._handler.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._handler.resume_writing()
+
+
+class _ServerTls(SSLProtocol):
+    """asyncio's TLS layer for a server connection, as ``create_server(ssl=...)`` builds it
+    (it times the handshake and hands the application protocol its transport after it), with
+    a read buffer of one record: asyncio gives each connection 256 KiB up front, and 400
+    silent connections held over 100 MiB. A subclass, so that the client's TLS connections
+    keep asyncio's default."""
+
+    max_size = TLS_READ_BUFFER
+
+    def __init__(self, limit: ConnectionLimit, entry: _Entry, app: _Watched,
+                 context: ssl.SSLContext) -> None:
+        # no waiter (asyncio checks for None): nothing awaits the handshake, which would
+        # leave its failures as "exception never retrieved"
+        super().__init__(asyncio.get_running_loop(), app, context, None,  # type: ignore[arg-type]
+                         server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        self._limit = limit
+        self._entry = entry
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._entry.transport = transport
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._limit.lost(self._entry)  # also during the handshake, when the app never hears
+        super().connection_lost(exc)
 
 
 class ConnectionLimit:
-    """A protocol factory that serves at most ``limit`` connections at once, counting those
-    still in their TLS handshake."""
+    """A protocol factory that keeps at most ``limit`` connections open, counting those
+    still in their TLS handshake; over it, the oldest connection that has sent nothing goes."""
 
     def __init__(self, server: web.Server, limit: int = MAX_CONNECTIONS,
                  tls: TlsProvider | None = None) -> None:
         self._server = server
         self.limit = limit
         self._tls = tls
-        self.unconnected: set[RequestHandler] = set()
-        self.handshakes: set[asyncio.Task[None]] = set()
+        self._open: dict[_Entry, None] = {}  # oldest first
+        self._silent: dict[_Entry, None] = {}  # of those, the ones that sent no byte yet
         self._at_limit = False
+        self.dropped = 0
+        self.refused = 0
 
     def active(self) -> int:
-        return len(self._server.connections) + len(self.unconnected)
+        return len(self._open)
 
     def __call__(self) -> asyncio.BaseProtocol:
-        active = self.active()
-        if active >= self.limit:
-            if not self._at_limit:
-                self._at_limit = True
-                log.warning("connection limit reached: refusing new connections until some "
-                            "close", extra={"fields": {"limit": self.limit}})
+        if len(self._open) >= self.limit and not self._drop_oldest_silent():
+            self.refused += 1
+            self._limit_bites()
             return _Refused()
-        if self._at_limit and active < self.limit * 3 // 4:
+        if self._at_limit and len(self._open) < self.limit * 3 // 4:
             self._at_limit = False
-            log.info("accepting connections again", extra={"fields": {"active": active}})
-        handler = self._server()
+            log.info("connections below the limit again",
+                     extra={"fields": {"active": len(self._open)}})
+        entry = _Entry()
+        self._open[entry] = None
+        self._silent[entry] = None
+        app = _Watched(self, entry, self._server(), self._tls)
         if self._tls is None:
-            return handler  # plain HTTP: the loop connects it at once
-        self.unconnected.add(handler)
-        return _TlsUpgrade(self, handler, self._tls)
+            return app
+        return _ServerTls(self, entry, app, self._tls.context())
+
+    def _drop_oldest_silent(self) -> bool:
+        for entry in self._silent:
+            if entry.transport is not None:  # None: accepted this very loop iteration
+                self.lost(entry)
+                entry.transport.abort()  # type: ignore[attr-defined]
+                self.dropped += 1
+                self._limit_bites()
+                return True
+        return False
+
+    def _limit_bites(self) -> None:
+        if not self._at_limit:
+            self._at_limit = True
+            log.warning("connection limit reached: closing the oldest connections that sent "
+                        "no request, refusing new ones while every connection is busy",
+                        extra={"fields": {"limit": self.limit}})
+
+    def heard(self, entry: _Entry) -> None:
+        self._silent.pop(entry, None)
+
+    def lost(self, entry: _Entry) -> None:
+        self._open.pop(entry, None)
+        self._silent.pop(entry, None)
+
+    def close_all(self) -> None:
+        """Abort every connection (at shutdown: those in a handshake have no handler yet)."""
+        for entry in list(self._open):
+            if entry.transport is not None:
+                entry.transport.abort()  # type: ignore[attr-defined]
+        self._open.clear()
+        self._silent.clear()
 
 
 class BoundedSite(web.TCPSite):
@@ -151,16 +241,16 @@ class BoundedSite(web.TCPSite):
             self._bound_port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        if self.factory is not None:
-            for task in list(self.factory.handshakes):
-                task.cancel()
         await super().stop()
+        if self.factory is not None:
+            self.factory.close_all()
 
 
 async def run_web(app: web.Application, host: str | None, port: int,
                   tls: TlsProvider | ssl.SSLContext | None = None,
                   max_connections: int = MAX_CONNECTIONS,
                   idle_timeout: float = IDLE_TIMEOUT) -> web.AppRunner:
+    raise_open_file_limit()
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5,
                            keepalive_timeout=idle_timeout)
     await runner.setup()

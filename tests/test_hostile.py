@@ -4,8 +4,10 @@ leaked, replayed against the running program. Each test failed on the code befor
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import json
 import logging
+import resource
 import socket
 import ssl
 import statistics
@@ -16,6 +18,7 @@ import aiohttp
 import bcrypt
 import pytest
 import yaml
+from aiohttp import web
 
 from exporter import listener
 from exporter.negotiation import accepts_gzip, wants_openmetrics
@@ -160,50 +163,95 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def test_silent_tls_connections_cost_little_and_are_limited(process, tmp_path, ca):
-    web = tmp_path / "web.yml"
-    web.write_text(yaml.safe_dump({"tls_server_config": write_tls(tmp_path, ca)}))
-    exporter = process("--demo", "--web.config.file", str(web))
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed this connection, without waiting."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except ConnectionResetError:
+        return True
+    except BlockingIOError:
+        return False
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_silent_connections_never_stop_a_valid_scrape(process, tmp_path, ca, tls):
+    """1,000 connections that never send a byte: a scrape with valid credentials is answered
+    within a second, memory stays bounded, the oldest silent connections are the ones closed."""
+    web: dict = {"basic_auth_users": {
+        "prometheus": bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=10)).decode()}}
+    if tls:
+        web["tls_server_config"] = write_tls(tmp_path, ca)
+    (tmp_path / "web.yml").write_text(yaml.safe_dump(web))
+    exporter = process("--demo", "--web.config.file", str(tmp_path / "web.yml"))
     context = ssl.create_default_context()
     ca.configure_trust(context)
 
-    def healthy() -> bool:
+    def scrape_seconds() -> float | None:
+        """Seconds to a 200 for /metrics with valid credentials; None if refused."""
+        started = time.monotonic()
         try:
-            with socket.create_connection(("127.0.0.1", exporter.port), timeout=2) as raw, \
-                    context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                tls.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                return tls.recv(64).startswith(b"HTTP/1.1 200")
+            with socket.create_connection(("127.0.0.1", exporter.port), timeout=5) as raw, \
+                    (context.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw) as s:
+                auth = basic("prometheus", "secret")["Authorization"]
+                s.sendall(f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+                          "Connection: close\r\n\r\n".encode())
+                ok = s.recv(64).startswith(b"HTTP/1.1 200")
         except OSError:
-            return False
+            return None
+        return time.monotonic() - started if ok else None
 
-    deadline = time.monotonic() + 15
-    while not healthy():
-        assert time.monotonic() < deadline, "exporter did not come up"
-        time.sleep(0.1)
+    assert wait_until(lambda: scrape_seconds() is not None, 15), "exporter did not come up"
     time.sleep(0.5)
     before = rss_kib(exporter.proc.pid)
-    silent = [socket.create_connection(("127.0.0.1", exporter.port)) for _ in range(400)]
+    silent = [socket.create_connection(("127.0.0.1", exporter.port)) for _ in range(1000)]
     try:
         time.sleep(1.0)
+        took = [scrape_seconds() for _ in range(5)]
+        assert all(t is not None and t < 1.0 for t in took), took
         grown = rss_kib(exporter.proc.pid) - before
-        # before the fix: about 300 KiB per connection, +110 MiB for 400
-        assert grown < 30 * 1024, f"RSS grew {grown} KiB for 400 silent TLS connections"
-        refused = 0
-        for sock in silent[-50:]:  # beyond the limit: closed at once
-            sock.settimeout(0.5)
-            try:
-                refused += sock.recv(1) == b""
-            except ConnectionResetError:
-                refused += 1
-            except TimeoutError:
-                pass
-        assert refused == 50
+        # bounded by the connection limit: before the fix, 300 KiB per TLS connection
+        assert grown < 30 * 1024, f"RSS grew {grown} KiB for 1,000 silent connections"
+        state = [closed_by_server(sock) for sock in silent]
+        # the oldest went first (and five more for the scrapes); the newest are open
+        assert all(state[:1000 - listener.MAX_CONNECTIONS]), state.count(True)
+        assert not any(state[-listener.MAX_CONNECTIONS + 10:]), state.count(True)
     finally:
         for sock in silent:
             sock.close()
-    assert wait_until(healthy, 15), "serving again once the silent connections are gone"
     _, err = exporter.stop()
     assert err.count("connection limit reached") == 1  # once, not per connection
+
+
+def test_busy_connections_are_not_dropped_for_new_ones():
+    """Only connections that sent nothing make room: a connection in the middle of a request
+    stays, and a new one over a full limit of busy connections is refused."""
+
+    async def run() -> None:
+        app = web.Application()
+        gate = asyncio.Event()
+
+        async def slow(_: web.Request) -> web.Response:
+            await gate.wait()
+            return web.Response(text="done")
+
+        app.router.add_get("/slow", slow)
+        runner = await listener.run_web(app, "127.0.0.1", 0, max_connections=3)
+        try:
+            host, port = runner.addresses[0][:2]
+            busy = [await asyncio.open_connection(host, port) for _ in range(3)]
+            for _, writer in busy:
+                writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.sleep(0.2)
+            reader, _ = await asyncio.open_connection(host, port)
+            assert await asyncio.wait_for(reader.read(), 2) == b""  # refused
+            gate.set()
+            for reader, writer in busy:
+                assert b"done" in await asyncio.wait_for(reader.read(200), 2)
+                writer.close()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(run())
 
 
 def wait_until(predicate, timeout: float) -> bool:
@@ -213,6 +261,23 @@ def wait_until(predicate, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_the_open_file_limit_is_raised_to_the_hard_one():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, 256, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        assert listener.raise_open_file_limit() == hard
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_small_tls_buffer_is_the_servers_alone():
+    """The exporter's own HTTPS requests to the API keep asyncio's read buffer."""
+    assert asyncio.sslproto.SSLProtocol.max_size == 256 * 1024
+    assert listener._ServerTls.max_size == listener.TLS_READ_BUFFER < 256 * 1024
 
 
 def test_idle_timeout_is_at_most_60s():
