@@ -6,6 +6,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Iterable
+from contextlib import AsyncExitStack
 
 import aiohttp
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -57,7 +58,7 @@ def make_registry(store: SnapshotStore, targets: bool = True,
 class Exporter:
     """One running exporter: its session, poller and store, and the web app serving them."""
 
-    def __init__(self, config: Config, telemetry_path: str = "/metrics",
+    def __init__(self, config: Config, *, telemetry_path: str = "/metrics",
                  config_loader: Callable[[], Config] | None = None,
                  enable_lifecycle: bool = False,
                  web_config: WebConfigWatcher | None = None,
@@ -76,7 +77,6 @@ class Exporter:
         self._tls_cache: tuple[object, ssl.SSLContext | bool] | None = None
         self._config_loader = config_loader
         self.store = SnapshotStore(config.poll.max_staleness)
-        self._staleness_task: asyncio.Task[None] | None = None
         self.tokens = TokenReader()
         # Off unless configured; built now so that an unreadable secret stops the start.
         self._trigger = PollTrigger(self._make_due, self._event_cooldown)
@@ -90,10 +90,10 @@ class Exporter:
         self._gate: RequestGate | None = None
         self._scheduler: Scheduler | None = None
         self._poller: Poller | None = None
-        self._loop_task: asyncio.Task[None] | None = None
+        self._stack = AsyncExitStack()  # the teardown of what start() started
+        self._grace = SHUTDOWN_GRACE
         self._backlog_api: UnpodClient | None = None  # its answers may be larger
         self._backlog: BacklogScanner | None = None
-        self._backlog_task: asyncio.Task[None] | None = None
         self._backlog_spares: dict[TokenSource, Spare] = {}
         self._ready = False
         self.probe_budget_wait = MAX_WAIT  # at most, whatever the scrape timeout
@@ -183,16 +183,31 @@ class Exporter:
 
     async def start(self) -> None:
         """Start polling (and the webhook receiver, first: raises OSError if its address
-        cannot be bound)."""
+        cannot be bound). Each part registers its teardown as it starts, so that ``stop``,
+        or a start that fails half-way, undoes what started, in reverse order."""
+        stack = AsyncExitStack()
+        try:
+            await self._start_parts(stack, self.config)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
         config = self.config
+        log.info("polling started", extra={"fields": {
+            "targets": len(self.store.states()), "orgs": len(config.orgs),
+            "base_url": config.api.base_url, "shard": f"{self.shard.index}/{self.shard.count}"}})
+
+    async def _start_parts(self, stack: AsyncExitStack, config: Config) -> None:
         if self.webhook is not None:
             await self.webhook.start()
+            stack.push_async_callback(self.webhook.stop)
         connector = aiohttp.TCPConnector(limit=config.poll.concurrency, ttl_dns_cache=300)
         # Proxy settings from the environment are resolved once per client (environment_proxy):
         # aiohttp's trust_env looks them up in a thread on every request, tripling the time
         # a round of polls takes.
-        self._session = aiohttp.ClientSession(connector=connector)
-        self._api = self._client(self._session, config)
+        self._session = session = aiohttp.ClientSession(connector=connector)
+        stack.push_async_callback(close_quietly, session)
+        self._api = self._client(session, config)
         clock = self.clock
         self._gate = RequestGate(concurrency=config.poll.concurrency, clock=clock)
         self._scheduler = Scheduler(refresh_at=self.freshness.refresh_at, clock=clock)
@@ -203,21 +218,32 @@ class Exporter:
                               concurrency=config.poll.concurrency, clock=clock)
         self._discoverer = Discoverer(gate=self._gate, client=self._current_client,
                                       tokens=self.tokens, store=self.store)
-        self._backlog_api = self._client(self._session, config, BACKLOG_MAX_BODY)
+        self._backlog_api = self._client(session, config, BACKLOG_MAX_BODY)
         gateway = BacklogGateway(gate=self._gate, client=self._backlog_client,
                                  tokens=self.tokens, store=self.store,
                                  auth_backoff=self._poller.auth_backoff)
         self._backlog = BacklogScanner(self.store, gateway.fetch_for, self._poller.is_secret,
                                        monotonic=clock.now)
         self._apply(config, announce=True)
-        self._backlog_task = asyncio.create_task(self._backlog.run(), name="backlog")
-        self._loop_task = asyncio.create_task(self._scheduler.run(self._poller.start),
-                                              name="scheduler")
-        self._staleness_task = asyncio.create_task(self._watch_staleness(), name="staleness")
+        stack.push_async_callback(self._backlog.stop)
+        stack.push_async_callback(_cancel, asyncio.create_task(self._backlog.run(),
+                                                               name="backlog"))
+        loop = asyncio.create_task(self._scheduler.run(self._poller.start), name="scheduler")
+        stack.push_async_callback(self._stop_polls, self._scheduler, loop)
+        stack.push_async_callback(_cancel, asyncio.create_task(self._watch_staleness(),
+                                                               name="staleness"))
+        stack.push_async_callback(self._stop_discovery)
         self._start_discovery()
-        log.info("polling started", extra={"fields": {
-            "targets": len(self.store.states()), "orgs": len(config.orgs),
-            "base_url": config.api.base_url, "shard": f"{self.shard.index}/{self.shard.count}"}})
+
+    async def _stop_polls(self, scheduler: Scheduler, loop: asyncio.Task[None]) -> None:
+        """Polls in flight get the shutdown's grace to finish; then the loop ends."""
+        await scheduler.stop(self._grace)
+        await _cancel(loop)
+
+    async def _stop_discovery(self) -> None:
+        task, self._discovery_task = self._discovery_task, None
+        if task is not None:
+            await _cancel(task)
 
     async def _watch_staleness(self) -> None:
         """Withdraw stale analytics on a timer, not only when a poll ends; stretch intervals
@@ -343,20 +369,15 @@ class Exporter:
         return None
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop everything ``start`` started, in reverse order; in-flight polls get ``grace``
+        seconds to finish."""
         self._stopping = True
         self._trigger.close()
-        if self.webhook is not None:
-            await self.webhook.stop()
-        for task in (self._discovery_task, self._staleness_task, self._backlog_task):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        if self._backlog is not None:
-            await self._backlog.stop()
-        if self._scheduler is not None:
-            await self._scheduler.stop(grace)
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
-        if self._session is not None:
-            await close_quietly(self._session)
+        self._grace = grace
+        stack, self._stack = self._stack, AsyncExitStack()
+        await stack.aclose()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

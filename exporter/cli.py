@@ -120,8 +120,9 @@ async def serve(args: argparse.Namespace) -> int:
 
     check_listeners(args, config)
     web_config = WebConfigWatcher(args.web_config_file) if args.web_config_file else None
-    exporter = Exporter(config, telemetry_path, loader, args.enable_lifecycle, web_config,
-                        shard_from(args))
+    exporter = Exporter(config, telemetry_path=telemetry_path, config_loader=loader,
+                        enable_lifecycle=args.enable_lifecycle, web_config=web_config,
+                        shard=shard_from(args))
     try:
         runner = await run_web(exporter.web_app, host, port,
                                web_config if web_config and web_config.tls else None)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import itertools
 import logging
+import socket
 
 import pytest
+import trustme
+import yaml
 
+from exporter.app import Exporter
 from exporter.client import REASONS
-from tests.conftest import TOKEN, config_yaml, parse_metrics, value, wait_for
+from exporter.config import parse_config_text
+from tests.conftest import TOKEN, config_yaml, free_port, parse_metrics, value, wait_for
 from tests.fakeapi import Fault
 
 ORGS = [
@@ -294,3 +300,59 @@ async def test_metrics_parse_and_carry_exporter_metrics(seeded):
     assert value(m, "unpod_exporter_poll_interval_seconds", org="acme") == 60
     assert any(name.startswith("process_") for name, _ in m)
     assert any(name.startswith("python_") for name, _ in m)
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+def _webhook_config(base: str, port: int, **api: object) -> str:
+    doc = yaml.safe_load(config_yaml(base, [{"handle": "acme"}], api=api))
+    doc["webhook"] = {"listen_address": f"127.0.0.1:{port}", "secret_env": "TEST_HOOK_SECRET"}
+    return yaml.safe_dump(doc)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+async def test_stop_undoes_every_part_in_reverse(fake_api, monkeypatch):
+    fake, base = fake_api
+    fake.set_analytics("acme")
+    monkeypatch.setenv("TEST_HOOK_SECRET", "hook-secret")
+    port = free_port()
+    exporter = Exporter(parse_config_text(_webhook_config(base, port)))
+    before = asyncio.all_tasks()
+    await exporter.start()
+    assert not _port_free(port)  # the webhook receiver listens
+    await wait_for(lambda: fake.count() == 1, 3, "the first poll")
+    await exporter.stop()
+    assert exporter._session is not None and exporter._session.closed
+    assert _port_free(port)
+    assert {t for t in asyncio.all_tasks() - before if not t.done()} == set()
+    await exporter.stop()  # twice is harmless
+
+
+async def test_a_start_that_fails_half_way_undoes_what_it_started(fake_api, monkeypatch,
+                                                                  tmp_path):
+    fake, base = fake_api
+    monkeypatch.setenv("TEST_HOOK_SECRET", "hook-secret")
+    port = free_port()
+    ca = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    exporter = Exporter(parse_config_text(_webhook_config(base, port,
+                                                          tls={"ca_file": str(ca)})))
+    # replaced by something unusable after the config was read: the API client, made after
+    # the webhook receiver and the session started, cannot be built
+    ca.write_text("not a certificate\n")
+    before = asyncio.all_tasks()
+    with pytest.raises(Exception) as failure:
+        await exporter.start()
+    assert not isinstance(failure.value, AssertionError)
+    assert _port_free(port)  # the receiver was stopped again
+    assert exporter._session is not None and exporter._session.closed
+    assert {t for t in asyncio.all_tasks() - before if not t.done()} == set()
+    assert fake.count() == 0
