@@ -27,16 +27,61 @@ local percent(ratio) = '%d%%' % std.round(ratio * 100);
 // Numbers in expressions as a person writes them (0.15, not 0.14999999999999999).
 local num(x) = '%g' % x;
 
+// A campaign that never starts never shows in the analytics (a run counts only once a task of
+// it finished): the backlog scan sees its pending tasks, older than the threshold, while the
+// space's progress clock is as old, or absent (its answers never told of a finished task).
+local neverStarted(c) = |||
+  (
+    sum by (job, instance, org, space) (unpod_backlog_tasks{%(sel)s,status="pending"}) > 0
+    and on (job, instance, org, space)
+    time() - unpod_backlog_oldest_pending_timestamp_seconds{%(sel)s} > %(after)s
+    and on (job, instance, org, space)
+    (
+      org_space:unpod_tasks_last_progress_timestamp_seconds:age > %(after)s
+      or on (job, instance, org, space)
+      (
+        unpod_up{%(sel)s} == 1
+        unless on (job, instance, org, space)
+        unpod_tasks_last_progress_timestamp_seconds{%(sel)s}
+      )
+    )
+  )
+||| % { sel: c.selector, after: num(c.stuckAfterSeconds) };
+
 local alerts(c) =
   local w = c.failureWindow;
   local sel = c.selector;
+  local scanWindow = '%ds' % c.scanFailingSeconds;
   [
     alert(c, 'UnpodTasksStuck', bothLevels(
       '  %(l)s:%(p)stasks_unfinished:sum > 0\n  and on (%(on)s)\n'
       + '  %(l)s:%(p)stasks_last_progress_timestamp_seconds:age > ' + num(c.stuckAfterSeconds)
-    ), c.stuckFor, 'warning', 'Unpod tasks are stuck.',
+    ) + 'or\n' + neverStarted(c), c.stuckFor, 'warning', 'Unpod tasks are stuck.',
           '{{ $value | humanize }} tasks are pending or running in ' + where
           + ' but no task has finished for over %d minutes.' % std.floor(c.stuckAfterSeconds / 60)),
+    alert(c, 'UnpodTasksStuckInProgress',
+          'time() - unpod_backlog_oldest_in_progress_timestamp_seconds{%s} > %s\n'
+          % [sel, num(c.inProgressAfterSeconds)], c.inProgressFor, 'warning',
+          'An Unpod task has been in progress for too long.',
+          'A task of ' + where + ' has been in progress for {{ $value | humanizeDuration }}; '
+          + "the platform resets such tasks after 15 minutes, so its recovery job is not "
+          + 'running.'),
+    alert(c, 'UnpodScheduledTasksOverdue',
+          'unpod_backlog_overdue_scheduled_tasks{%s} > 0\n' % sel, c.overdueFor, 'warning',
+          'Scheduled Unpod tasks are overdue.',
+          '{{ $value | humanize }} scheduled tasks of ' + where + ' are past their scheduled '
+          + 'time and have not started.'),
+    alert(c, 'UnpodBacklogScanFailing', |||
+      sum by (job, instance, org, space) (
+        increase(unpod_backlog_scan_errors_total{%(sel)s}[%(w)s])
+      ) > 0
+      unless on (job, instance, org, space)
+      time() - unpod_backlog_scan_last_success_timestamp_seconds{%(sel)s} < %(s)s
+    ||| % { sel: sel, w: scanWindow, s: num(c.scanFailingSeconds) }, scanWindow, 'warning',
+          "The exporter cannot scan an Unpod space's backlog.",
+          'Every backlog scan of ' + where + ' failed for %d minutes; see '
+            % std.floor(c.scanFailingSeconds / 60)
+          + 'unpod_backlog_scan_errors_total for the reason.'),
     alert(c, 'UnpodCallFailureRateHigh', bothLevels(
       '  %(l)s:%(p)scalls_failed_per_call:ratio' + w + ' > ' + num(c.failureRatioThreshold)
       + '\n  and on (%(on)s)\n  %(l)s:%(p)scalls:delta' + w + ' >= ' + num(c.failureMinCalls)

@@ -17,6 +17,12 @@
     // Success ratio dropping: this window's ratio below the same window a day earlier, by this.
     successDrop: 0.15,
     successFor: '30m',
+    // Backlog scan: a task in progress this long means the platform's own 15-minute recovery
+    // is not running; scheduled tasks overdue this long; every scan failed this long.
+    inProgressAfterSeconds: 1800,
+    inProgressFor: '5m',
+    overdueFor: '15m',
+    scanFailingSeconds: 1800,
     // Health.
     targetDownFor: '10m',
     staleAfterSeconds: 1800,

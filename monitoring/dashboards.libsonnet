@@ -102,6 +102,37 @@ local rows(c) =
     ],
   },
   {
+    title: 'Backlog (what is waiting, from the backlog scan)',
+    panels: [
+      panel('Pending tasks by space', 'timeseries', [
+        ['sum by (org, space) (unpod_backlog_tasks{%s,status="pending"})' % spaces, '{{org}}/{{space}}'],
+      ], 8, 8, 'Pending tasks of the open runs of each space, seen at the task level (live, '
+               + 'unlike the analytics).'),
+      panel('Oldest pending task age', 'timeseries', [
+        ['time() - unpod_backlog_oldest_pending_timestamp_seconds{%s}' % spaces, '{{org}}/{{space}}'],
+      ], 8, 8, 'Age of the oldest pending task of each space: a campaign that never starts '
+               + 'grows here while its analytics stay empty.', 's'),
+      panel('Longest in progress', 'timeseries', [
+        ['time() - unpod_backlog_oldest_in_progress_timestamp_seconds{%s}' % spaces, '{{org}}/{{space}}'],
+      ], 8, 8, 'Time since the longest-running task entered in_progress or processing; over '
+               + "15 minutes means the platform's recovery is not running.", 's'),
+      panel('Open runs', 'timeseries', [
+        ['unpod_backlog_open_runs{%s}' % spaces, '{{org}}/{{space}}'],
+      ], 6, 8, 'Runs whose status is not terminal.'),
+      panel('Overdue scheduled and retried tasks', 'timeseries', [
+        ['unpod_backlog_overdue_scheduled_tasks{%s}' % spaces, '{{org}}/{{space}} overdue'],
+        ['unpod_backlog_retried_tasks{%s}' % spaces, '{{org}}/{{space}} retried'],
+      ], 6, 8, 'Scheduled tasks past their time, and unfinished tasks with retry_attempt above 0.'),
+      panel('Scan complete', 'stat', [
+        ['min by (org, space) (unpod_backlog_scan_complete{%s})' % spaces, '{{org}}/{{space}}'],
+      ], 6, 8, '1 when the last scan read everything; 0 when backlog.max_requests_per_scan cut '
+               + 'it short (raise it or backlog.page_size).'),
+      panel('Scan errors by reason', 'timeseries', [
+        ['sum by (reason) (increase(unpod_backlog_scan_errors_total{%s}[%s]))' % [spaces, window], '{{reason}}'],
+      ], 6, 8, 'Failed backlog scans per interval by reason.'),
+    ],
+  },
+  {
     title: 'Exporter health',
     panels: [
       panel('Targets up', 'timeseries', [

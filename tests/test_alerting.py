@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import TOKEN, config_yaml, wait_for
+from tests.fakebacklog import PERSONAL
 from tests.prometheus import Alertmanager, Prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +31,8 @@ import mixin  # noqa: E402
 # target_down_for stays above the auth alert's own delay (two failures a back-off apart), as
 # 10m is in production: an inhibition can only silence what starts after its source.
 FAST = {"stuckAfterSeconds": 4, "stuckFor": "2s", "targetDownFor": "8s",
-        "authWindow": "1m", "exporterDownFor": "1s"}
+        "authWindow": "1m", "exporterDownFor": "1s", "inProgressAfterSeconds": 60,
+        "inProgressFor": "2s"}
 
 
 def amtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -212,3 +215,62 @@ async def test_exporter_down_inhibits_its_per_target_alerts(chain):
     await asyncio.sleep(2.5)
     assert {a["labels"]["job"] for a in webhook.alerts(alertname="UnpodTasksStuck")} == {
         "other-exporter"}
+
+
+async def test_backlog_alerts_reach_alertmanager(chain):
+    """A campaign that never starts (its analytics empty) pages UnpodTasksStuck for exactly
+    that space, a healthy busy space with an old backlog does not; a task in progress for an
+    hour pages UnpodTasksStuckInProgress; a scan cut by its cap says so."""
+    fake, base, start, _am, webhook = chain
+    now = time.time()
+    backlog = fake.backlog
+    fake.set_platform("acme", "sp_recall")
+    fake.data[("acme", "sp_recall")] = {"call_analytics": {}, "call_status": {"success_rate": 0}}
+    backlog.add_run("sp_recall", ["pending"] * 8, run_status="pending", created=now - 7200,
+                    assignee="agent-recall")
+    backlog.add_run("sp_busy", ["pending"] * 6 + ["in_progress"], created=now - 7200,
+                    last_status_change=now - 30, assignee="agent-busy")
+    backlog.add_run("sp_calls", ["in_progress", "completed"], created=now - 7200,
+                    last_status_change=now - 3600, assignee="agent-calls")
+    backlog.add_run("sp_big", ["pending"] * 45, created=now - 60, assignee="agent-big",
+                    transcript_bytes=100)
+
+    async def spaces_work() -> None:
+        """busy and calls finish a task every half second, and so does the org."""
+        done = 40
+        while True:
+            for token in ("sp_busy", "sp_calls", "sp_big", None):
+                fake.set_analytics("acme", token, breakdown={
+                    "pending": 6, "running": 1, "completed": done, "failed": 0})
+            done += 1
+            await asyncio.sleep(0.5)
+
+    worker = asyncio.create_task(spaces_work())
+    try:
+        orgs = [{"handle": "acme", "spaces": [
+            {"name": name, "space_token": f"sp_{name}"}
+            for name in ("recall", "busy", "calls", "big")]}]
+        prom = await start(config_yaml(base, orgs, interval="1s", max_staleness="1m")
+                           + "backlog: {interval: 1s, page_size: 10, max_requests_per_scan: 3}\n")
+        await wait_for(lambda: bool(webhook.alerts("firing", alertname="UnpodTasksStuck")), 40,
+                       "UnpodTasksStuck for the campaign that never starts")
+        await wait_for(lambda: bool(webhook.alerts("firing",
+                                                   alertname="UnpodTasksStuckInProgress")),
+                       30, "UnpodTasksStuckInProgress")
+        await asyncio.sleep(3)  # the busy space had as long to show up, and did not
+        stuck = webhook.alerts("firing", alertname="UnpodTasksStuck")
+        assert {(a["labels"]["org"], a["labels"].get("space")) for a in stuck} == {
+            ("acme", "recall")}
+        assert stuck[0]["annotations"]["description"].startswith(
+            "8 tasks are pending or running in acme/recall")
+        in_progress = webhook.alerts("firing", alertname="UnpodTasksStuckInProgress")
+        assert {a["labels"].get("space") for a in in_progress} == {"calls"}
+        assert in_progress[0]["annotations"]["runbook_url"].endswith(
+            "docs/alerts.md#unpodtasksstuckinprogress")
+        # the cap cut big's scan short (45 tasks at 10 a page), and the series says so
+        complete = {r["metric"]["space"]: r["value"][1]
+                    for r in await asyncio.to_thread(prom.query, "unpod_backlog_scan_complete")}
+        assert complete == {"recall": "1", "busy": "1", "calls": "1", "big": "0"}
+        assert not any(secret in json.dumps(webhook.notifications) for secret in PERSONAL)
+    finally:
+        worker.cancel()

@@ -22,7 +22,7 @@ from exporter.config import TokenSource
 from exporter.exposition import ExpositionCache
 from exporter.store import SnapshotStore
 from exporter.targets import Target
-from tests.conftest import TOKEN, parse_metrics, value, wait_for
+from tests.conftest import TOKEN, config_yaml, parse_metrics, value, wait_for
 from tests.fakeapi import FakeUnpod
 from tests.fakebacklog import PERSONAL
 
@@ -170,3 +170,29 @@ async def test_nothing_personal_in_any_log_line(world, caplog):
     for line in lines:
         for secret in (*PERSONAL, TOKEN, STUCK.space_token, BUSY.space_token):
             assert secret not in line, line
+
+
+async def test_nothing_personal_leaves_the_exporter(fake_api, start_exporter, caplog):
+    """Task documents full of names, numbers, e-mails, transcripts and recordings: none of it
+    on /metrics, the landing page or in any log line, at debug level too."""
+    caplog.set_level(logging.DEBUG)
+    fake, base = fake_api
+    fake.set_analytics("acme")
+    fake.set_analytics("acme", "sp_survey")
+    now = time.time()
+    fake.backlog.add_run("sp_survey", ["pending", "in_progress", "scheduled", "completed"],
+                         created=now - 900, last_status_change=now - 120, retry_attempt=1,
+                         scheduled_timestamp=now - 30, transcript_bytes=50_000)
+    orgs = [{"handle": "acme", "spaces": [{"name": "survey", "space_token": "sp_survey"}]}]
+    running = await start_exporter(config_yaml(base, orgs, interval="1s")
+                                   + "backlog: {interval: 1s}\n")
+    await wait_for(lambda: fake.backlog.count("agent") >= 2, 10, "two scans")
+    series = await running.metrics()
+    assert value(series, "unpod_backlog_retried_tasks", org="acme", space="survey") == 3
+    metrics = await (await running.client.get("/metrics")).text()
+    landing = await (await running.client.get("/")).text()
+    # aiohttp.access here is the fake API's own access log (the server side), not ours
+    logs = "\n".join(r.getMessage() + repr(getattr(r, "fields", {}))
+                     for r in caplog.records if r.name != "aiohttp.access")
+    for secret in (*PERSONAL, TOKEN, "sp_survey"):
+        assert secret not in metrics and secret not in landing and secret not in logs, secret

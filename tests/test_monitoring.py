@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,10 +126,16 @@ async def test_end_to_end_with_real_prometheus(fake_api, start_exporter, prometh
     fake.set_analytics("acme", "sp_sales", calls=800, completed=700, failed=100)
     fake.set_platform("acme", "sp_survey")  # the platform's own shape, beside the published
     fake.set_analytics("globex", calls=10, completed=9, failed=1)
+    now = time.time()  # the backlog panels' figures: pending, in progress, overdue, retried
+    fake.backlog.add_run("sp_sales", ["pending", "in_progress"], created=now - 600,
+                         last_status_change=now - 60, retry_attempt=1)
+    fake.backlog.add_run("sp_sales", ["scheduled"], created=now - 300,
+                         scheduled_timestamp=now - 60)
     orgs = [{"handle": "acme", "spaces": [{"name": "sales", "space_token": "sp_sales"},
                                           {"name": "survey", "space_token": "sp_survey"}]},
             {"handle": "globex"}]
-    running = await start_exporter(config_yaml(base, orgs, interval="1s", max_staleness="1m"))
+    running = await start_exporter(config_yaml(base, orgs, interval="1s", max_staleness="1m")
+                                   + "backlog: {interval: 1s}\n")
     await running.wait_ready()
     port = running.client.server.port
     prom = prometheus_factory(scrape={"unpod-exporter": f"127.0.0.1:{port}"},
