@@ -106,7 +106,8 @@ say "HEALTHCHECK passes on the default port"
 say "runs as UID 10001 with a read-only root filesystem"
 metrics=$(podman exec default python -c \
   'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9877/metrics").read().decode())')
-grep -q '^unpod_calls{org="acme-telecom"}' <<<"$metrics" || fail "--demo serves no unpod_calls"
+grep -q '^unpod_org_calls{org="acme-telecom"}' <<<"$metrics" || fail "--demo serves no unpod_org_calls"
+grep -q '^unpod_calls{org="acme-telecom",space="' <<<"$metrics" || fail "--demo serves no space unpod_calls"
 grep -q '^unpod_up{' <<<"$metrics" || fail "--demo serves no unpod_up"
 say "--demo serves /metrics ($(grep -c '^unpod_' <<<"$metrics") unpod_ series)"
 
