@@ -296,7 +296,7 @@ class Exporter:
         freshness = self.freshness
         version = freshness.demand_version
         return plan_budget(config, self._targets, self.shard, discovered=self._discovered,
-                           demand=freshness.demand(), demand_version=version)
+                           demand=freshness.adopt_demand(), demand_version=version)
 
     def _replan(self) -> None:
         """A new plan for the follow-up demand measured since the last one."""

@@ -11,6 +11,8 @@ from exporter.analytics import parse_analytics
 from exporter.client import ApiError
 from exporter.config import ConfigError, TokenSource, parse_config_text
 from exporter.freshness import Freshness
+from exporter.freshness.demand import DemandMeter
+from exporter.freshness.ledger import Ledger, Settled
 from exporter.gate import Priority
 from exporter.plan import stretch_intervals
 from exporter.sharding import Shard
@@ -27,6 +29,61 @@ LONE = Target("solo", "only", "sp_only", TOKEN, 60)  # an org polled without org
 
 def snapshot(calls: int):
     return parse_analytics(analytics(calls=calls))
+
+
+# --- the parts alone: the demand meter and the ledger -----------------------------------------
+
+def test_the_demand_meter_takes_a_rise_at_once_and_a_fall_slowly():
+    meter = DemandMeter()
+    meter.keep(["acme"])
+    meter.measure("acme", 0, 60)
+    meter.release("acme", 4)
+    meter.measure("acme", 60, 60)
+    assert meter.current() == {"acme": 4.0} and meter.version == 1  # risen: plan again
+    assert meter.current() == {"acme": 4.0} and meter.version == 1  # reading changes nothing
+    assert meter.adopt() == {"acme": 4.0}
+    meter.measure("acme", 120, 60)  # no follow-ups this time: half the way down
+    assert meter.current() == {"acme": 2.0} and meter.version == 2
+    meter.adopt()
+    meter.release("acme", 4)
+    meter.measure("acme", 240, 60)  # two intervals since: one org-wide poll was skipped
+    assert meter.current() == {"acme": 2.0} and meter.version == 2  # 2 a poll, as planned
+    meter.release("ghost", 3)  # an org not measured: ignored
+    meter.keep(["globex"])
+    assert meter.current() == {"globex": 0.0}
+
+
+def test_the_ledger_holds_quiet_spaces_until_the_active_ones_explain_the_change():
+    active = {("acme", "a")}
+    quiet = [("acme", "q1"), ("acme", "q2")]
+    due = [("acme", "a"), *quiet]
+    ledger = Ledger()
+    polled = ledger.org_changed({"total_calls": 2}, due, accounting=True,
+                                active=lambda key: key in active)
+    assert polled == [("acme", "a")] and ledger.held == quiet
+    assert ledger.space_answered(("acme", "a"), {"total_calls": 3}, []) == Settled(
+        explained=tuple(quiet))  # more than all of it: a call made after the org's answer
+    assert ledger.unexplained == {"total_calls": -1}  # carried to the next change
+    assert ledger.org_changed({"total_calls": 1}, due, accounting=True,
+                              active=lambda key: key in active) == [("acme", "a")]
+    assert ledger.unexplained == {}  # the carried call was this change
+
+
+def test_the_ledger_polls_the_quiet_spaces_when_it_cannot_explain():
+    due = [("acme", "a"), ("acme", "q")]
+    ledger = Ledger()
+    ledger.org_changed({"total_calls": 5}, due, accounting=True,
+                       active=lambda key: key == ("acme", "a"))
+    assert ledger.space_answered(("acme", "a"), {"total_calls": 2}, []) == Settled(
+        poll=(("acme", "q"),))  # 3 calls left that no active space made
+    ledger.org_changed({"total_calls": 5}, due, accounting=True,
+                       active=lambda key: key == ("acme", "a"))
+    assert ledger.space_answered(("acme", "a"), None, []) == Settled(poll=(("acme", "q"),))
+    assert ledger.unexplained is None  # broken by an answer it cannot reconcile
+    assert ledger.org_changed({"total_calls": -1}, due, accounting=True,
+                              active=lambda key: True) == due  # counts went down
+    assert ledger.org_changed({"total_calls": 1}, due, accounting=False,
+                              active=lambda key: key == ("acme", "a")) == due
 
 
 # --- the policy ------------------------------------------------------------------------------
@@ -121,6 +178,7 @@ def test_follow_up_demand_is_measured_per_org_wide_poll():
         fresh.observe(SURVEY, snapshot(step), 10 * step + 1)
     assert 1.5 < fresh.demand()["acme"] <= 2
     assert fresh.demand_version > version  # worth a new stretch
+    assert fresh.adopt_demand() == fresh.demand()  # a new plan pays for it
     version = fresh.demand_version
     fresh.observe(ORG, snapshot(19), 100)  # the same demand again: no new stretch
     assert fresh.demand_version == version

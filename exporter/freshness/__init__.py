@@ -1,5 +1,8 @@
 """Change-driven polling: which due space needs a request, and which are confirmed for free.
 
+Three parts, each with one job: change detection (here), the ledger (``ledger.py``) and the
+demand meter (``demand.py``).
+
 An organization's org-wide figures aggregate its spaces, so while they have not changed since
 a space's last successful poll, neither has the space: it is confirmed without a request until
 ``idle_interval`` has passed since that poll. When the org-wide figures change, every space
@@ -7,14 +10,11 @@ of the org not polled since is due at once, the active ones first (those whose l
 showed a change), the longest unpolled of them first. The poller asks; this module decides.
 
 When the budget cannot pay for polling every space at every change (``accounting``), the
-quiet spaces wait for the active ones' answers: a ledger adds each org-wide change of the
-counts and subtracts each space's; when the active spaces bring it to zero or below (calls
-they made after the org-wide answer belong to the next change, which the ledger carries),
-the quiet ones are confirmed instead of polled. The follow-up
-requests each org-wide poll calls for are measured (``demand``), so that the budget's stretch
-can pay for them too.
+quiet spaces wait for the active ones' answers, as the ledger decides. The follow-up requests
+each org-wide poll calls for are measured (the demand meter), so that the budget's plan can
+pay for them too.
 
-Trade-off (README): a change that leaves the org-wide figures exactly equal (one space up, one
+Trade-off (docs): a change that leaves the org-wide figures exactly equal (one space up, one
 down by the same amount) is seen within ``idle_interval``; so is a change in a space the
 org-wide figures do not cover; under accounting, a quiet space's change is seen a poll or
 two late when the active spaces made at least as many calls between the org-wide answer and
@@ -29,12 +29,11 @@ from dataclasses import dataclass, field
 
 from exporter.analytics import Analytics
 from exporter.client import ApiError
+from exporter.freshness.demand import DemandMeter
+from exporter.freshness.ledger import Ledger, counts, minus
 from exporter.gate import Priority
 from exporter.targets import ORG_WIDE, Target, TargetKey
 
-Counts = dict[str, int]
-DEMAND_WEIGHT = 0.5  # how fast a fall of the follow-ups per org-wide poll is believed
-DEMAND_SHIFT = 0.1  # a relative change of demand that is worth stretching intervals again
 REFRESH_MARGIN = 0.05  # of an interval: the idle refresh is sent this much before it is late
 
 
@@ -44,13 +43,7 @@ class _Org:
     healthy: bool = False  # the last org-wide poll succeeded: its figures can be trusted
     changed_at: float = -math.inf  # monotonic time the figures last changed
     spaces: set[TargetKey] = field(default_factory=set)
-    # the ledger: org-wide changes less the spaces' changes answered since (None: unknown)
-    unexplained: Counts | None = None
-    held: list[TargetKey] = field(default_factory=list)  # quiet spaces waiting for the accounting
-    released: int = 0  # follow-up polls called for since the last org-wide poll
-    demand: float = 0.0  # follow-up polls per org-wide poll, smoothed
-    applied: float = 0.0  # the demand the current stretch was computed with
-    measured_at: float = -math.inf  # the last org-wide answer folded into the demand
+    ledger: Ledger = field(default_factory=Ledger)
 
 
 @dataclass
@@ -61,32 +54,11 @@ class _Space:
     explained_at: float = -math.inf  # when the accounting last confirmed it without a request
 
 
-def counts(analytics: Analytics) -> Counts:
-    """The figures that add up from spaces to their org (averages and ratios do not)."""
-    result: Counts = {}
-    for name in ("total_calls", "completed_calls", "failed_calls", "total_tasks"):
-        if (value := getattr(analytics, name)) is not None:
-            result[name] = value
-    result.update((f"status:{name}", value) for name, value in analytics.task_status)
-    result.update((f"outcome:{name}", value) for name, value in analytics.call_outcomes)
-    return result
-
-
-def _plus(one: Counts, other: Counts) -> Counts:
-    return {k: one.get(k, 0) + other.get(k, 0) for k in one.keys() | other.keys()
-            if one.get(k, 0) + other.get(k, 0)}
-
-
-def _minus(after: Counts, before: Counts) -> Counts:
-    return {k: after.get(k, 0) - before.get(k, 0) for k in after.keys() | before.keys()
-            if after.get(k, 0) != before.get(k, 0)}
-
-
 class Freshness:
     def __init__(self, enabled: bool = True, idle_interval: float = 600.0) -> None:
         self.enabled = enabled
         self.idle_interval = idle_interval
-        self.demand_version = 0  # bumped when some org's follow-up demand shifted
+        self._demand = DemandMeter()
         self._idle_factor: dict[str, float] = {}  # per org: the budget's stretch of idle
         self._intervals: dict[str, float] = {}  # per org: effective interval (stretched)
         self._accounting: frozenset[str] = frozenset()  # orgs whose budget cannot poll all
@@ -112,8 +84,27 @@ class Freshness:
             if target.space != ORG_WIDE and target.org in orgs:
                 orgs[target.org].spaces.add(target.key)
         self._orgs = orgs
+        self._demand.keep(driving)
         keys = {t.key for t in ordered}
         self._spaces = {k: v for k, v in self._spaces.items() if k in keys}
+
+    # --- the demand, for the budget's plan ---------------------------------------------------
+
+    @property
+    def demand_version(self) -> int:
+        """Moves when some org's follow-up demand shifted from what the plan pays for."""
+        return self._demand.version
+
+    def demand(self) -> dict[str, float]:
+        """Per org: the follow-up polls each org-wide poll calls for, as last measured."""
+        return self._demand.current() if self.enabled else {}
+
+    def adopt_demand(self) -> dict[str, float]:
+        """The demand, as what a new plan pays for (later shifts are measured from it)."""
+        adopted = self._demand.adopt()
+        return adopted if self.enabled else {}
+
+    # --- which due target needs a request ------------------------------------------------
 
     def idle(self, org: str) -> float:
         return self.idle_interval * self._idle_factor.get(org, 1.0)
@@ -128,13 +119,6 @@ class Freshness:
             return None
         interval = self._intervals.get(target.org, target.interval)
         return space.polled_at + self.idle(target.org) + interval * (1 - REFRESH_MARGIN)
-
-    def demand(self) -> dict[str, float]:
-        """Per org: the follow-up polls each org-wide poll calls for, as last measured; taken
-        as the figures the current stretch is computed with."""
-        for org in self._orgs.values():
-            org.applied = org.demand
-        return {handle: org.demand for handle, org in self._orgs.items() if self.enabled}
 
     def priority(self, target: Target, now: float) -> Priority | None:
         """The budget priority of a due target's request, or None when the space is confirmed
@@ -153,6 +137,8 @@ class Freshness:
     def needs_request(self, target: Target, now: float) -> bool:
         return self.priority(target, now) is not None
 
+    # --- what an answer changes -------------------------------------------------------------
+
     def observe(self, target: Target, outcome: Analytics | ApiError,
                 now: float) -> list[TargetKey]:
         """Take a poll's outcome; returns the spaces to poll now (the org-wide figures
@@ -165,7 +151,7 @@ class Freshness:
         org.healthy = not isinstance(outcome, ApiError)
         if isinstance(outcome, ApiError):
             return []  # a failure (data: null included): nothing to compare
-        self._measure(org, now, self._intervals.get(target.org, target.interval))
+        self._demand.measure(target.org, now, self._intervals.get(target.org, target.interval))
         before, org.figures = org.figures, outcome
         if before is None or outcome == before:
             return []
@@ -174,37 +160,39 @@ class Freshness:
             return []
         due = sorted((k for k in org.spaces if k not in self._spaces
                       or self._spaces[k].polled_at < now), key=self._urgency)
-        delta = _minus(counts(outcome), counts(before))
-        org.held = []
-        if target.org not in self._accounting or any(v < 0 for v in delta.values()):
-            org.unexplained = None  # no accounting, or counts went down: start again
-            return self._release(org, due)
-        # the ledger runs on: what active spaces answered after the previous org-wide
-        # answer (a call made meanwhile) is already subtracted, and is in this change
-        org.unexplained = _plus(org.unexplained, delta) if org.unexplained is not None \
-            else delta
-        active = [k for k in due if self._active(k)]
-        if delta and active and len(active) < len(due):
-            org.held = [k for k in due if not self._active(k)]
-            due = active
-        return self._release(org, due)
+        poll = org.ledger.org_changed(minus(counts(outcome), counts(before)), due,
+                                      accounting=target.org in self._accounting,
+                                      active=self._active)
+        return self._release(target.org, poll)
 
-    def _measure(self, org: _Org, now: float, interval: float) -> None:
-        """Fold the follow-ups called for since the previous org-wide answer into the demand,
-        per interval (an org-wide poll the budget skipped must not double it): a rise is
-        taken at once (a calling window opens: the budget must pay for it now, or it is
-        overdrawn for a minute), a fall smoothed over a couple of polls."""
-        elapsed = now - org.measured_at
-        polls = max(1, round(elapsed / interval)) if org.released and math.isfinite(elapsed) \
-            else 1
-        sample = org.released / polls
-        org.demand = max(sample, org.demand + DEMAND_WEIGHT * (sample - org.demand))
-        org.released, org.measured_at = 0, now
-        if abs(org.demand - org.applied) > max(0.5, DEMAND_SHIFT * org.applied):
-            self.demand_version += 1
+    def _observe_space(self, org: _Org | None, key: TargetKey,
+                       outcome: Analytics | ApiError,
+                       now: float) -> list[TargetKey]:
+        space = self._spaces.get(key)
+        before = space.figures if space is not None else None
+        if isinstance(outcome, ApiError):
+            self._spaces.pop(key, None)  # failing: polled as before until it answers again
+        elif space is None:
+            self._spaces[key] = space = _Space(now)
+        else:
+            if outcome != space.figures:
+                space.changed_at = now
+            space.polled_at = now
+        if space is not None and isinstance(outcome, Analytics):
+            space.figures = outcome
+        if org is None:
+            return []
+        change = (minus(counts(outcome), counts(before))
+                  if isinstance(outcome, Analytics) and before is not None else None)
+        settled = org.ledger.space_answered(
+            key, change, (k for k in org.spaces if self._pending(org, k)))
+        for quiet_key in settled.explained:
+            if (quiet := self._spaces.get(quiet_key)) is not None:
+                quiet.explained_at = now
+        return self._release(key.org, list(settled.poll))
 
-    def _release(self, org: _Org, keys: list[TargetKey]) -> list[TargetKey]:
-        org.released += len(keys)
+    def _release(self, org: str, keys: list[TargetKey]) -> list[TargetKey]:
+        self._demand.release(org, len(keys))
         return keys
 
     def _active(self, key: TargetKey) -> bool:
@@ -219,44 +207,6 @@ class Freshness:
         if space is None:
             return (False, -math.inf)
         return (not self._active(key), space.polled_at)
-
-    def _observe_space(self, org: _Org | None, key: TargetKey,
-                       outcome: Analytics | ApiError,
-                       now: float) -> list[TargetKey]:
-        space = self._spaces.get(key)
-        before = space.figures if space is not None else None
-        if isinstance(outcome, ApiError):
-            self._spaces.pop(key, None)  # failing: polled as before until it answers again
-        elif space is None:
-            self._spaces[key] = space = _Space(now)
-        else:
-            if isinstance(outcome, Analytics) and outcome != space.figures:
-                space.changed_at = now
-            space.polled_at = now
-        if space is not None and isinstance(outcome, Analytics):
-            space.figures = outcome
-        if org is None or org.unexplained is None:
-            return []
-        if isinstance(outcome, Analytics) and before is not None:
-            org.unexplained = _minus(org.unexplained, _minus(counts(outcome), counts(before)))
-        else:
-            org.unexplained = None  # an answer that cannot be reconciled: the ledger breaks
-        if not org.held or key in org.held:
-            return []
-        if org.unexplained is not None:
-            if all(value <= 0 for value in org.unexplained.values()):
-                # the active spaces explain the whole change; more than all of it when they
-                # made calls after the org-wide answer, and those are in the next change
-                for quiet_key in org.held:
-                    if (quiet := self._spaces.get(quiet_key)) is not None:
-                        quiet.explained_at = now
-                org.held = []
-                return []
-            if all(value > 0 for value in org.unexplained.values()) and any(
-                    self._pending(org, k) for k in org.spaces if k not in org.held):
-                return []  # more of the change may be in active spaces still to answer
-        held, org.held = org.held, []
-        return self._release(org, held)  # cannot be explained: poll the quiet ones too
 
     def _pending(self, org: _Org, key: TargetKey) -> bool:
         """Whether a space has been neither polled nor explained since its org changed."""
