@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
 
@@ -12,16 +11,15 @@ import aiohttp
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.registry import Collector
 
-from exporter.backlog.parse import MAX_BODY_BYTES as BACKLOG_MAX_BODY
 from exporter.backlog.runner import BacklogScanner, Spare
 from exporter.backlog.wiring import BacklogGateway, backlog_spare, plan_of, spaces_to_scan
-from exporter.client import MAX_BODY_BYTES, UnpodClient, close_quietly, environment_proxy
+from exporter.client import close_quietly
+from exporter.clients import ApiClients
 from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.collector import UnpodCollector
-from exporter.config import ApiTlsConfig, Config, ConfigError, TokenSource
+from exporter.config import Config, ConfigError, TokenSource
 from exporter.discovery import Discoverer
 from exporter.exposition import ExpositionCache
-from exporter.files import file_version
 from exporter.freshness import Freshness
 from exporter.gate import RequestGate
 from exporter.plan import BudgetPlan, plan_budget
@@ -74,7 +72,6 @@ class Exporter:
         self._discoverer: Discoverer | None = None
         self._discovery_task: asyncio.Task[None] | None = None
         self._discovery_pending = config.discovery is not None
-        self._tls_cache: tuple[object, ssl.SSLContext | bool] | None = None
         self._config_loader = config_loader
         self.store = SnapshotStore(config.poll.max_staleness)
         self.tokens = TokenReader()
@@ -85,14 +82,13 @@ class Exporter:
         self.exposition = ExpositionCache(self.store, make_registry(
             self.store, targets=False, extra=[self.webhook.metrics] if self.webhook else []))
         self._session: aiohttp.ClientSession | None = None
-        self._api: UnpodClient | None = None
+        self._clients: ApiClients | None = None
         self.freshness = Freshness()
         self._gate: RequestGate | None = None
         self._scheduler: Scheduler | None = None
         self._poller: Poller | None = None
         self._stack = AsyncExitStack()  # the teardown of what start() started
         self._grace = SHUTDOWN_GRACE
-        self._backlog_api: UnpodClient | None = None  # its answers may be larger
         self._backlog: BacklogScanner | None = None
         self._backlog_spares: dict[TokenSource, Spare] = {}
         self._ready = False
@@ -143,32 +139,6 @@ class Exporter:
         assert self._prober is not None, "start() first"
         return self._prober
 
-    def _current_client(self) -> UnpodClient:
-        assert self._api is not None, "start() first"
-        return self._api
-
-    def _backlog_client(self) -> UnpodClient:
-        assert self._backlog_api is not None, "start() first"
-        return self._backlog_api
-
-    def _client(self, session: aiohttp.ClientSession, config: Config,
-                max_body_bytes: int = MAX_BODY_BYTES) -> UnpodClient:
-        api = config.api
-        if api.tls.insecure_skip_verify and max_body_bytes == MAX_BODY_BYTES:
-            log.warning("api.tls.insecure_skip_verify is set: the Unpod API's certificate is "
-                        "not verified, so the API token can be intercepted")
-        proxy = api.proxy_url or environment_proxy(api.base_url)
-        return UnpodClient(session, api.base_url, api.timeout, max_body_bytes, proxy=proxy,
-                           ssl_context=self._ssl_context(api.tls), auth_scheme=api.auth_scheme)
-
-    def _ssl_context(self, tls: ApiTlsConfig) -> ssl.SSLContext | bool:
-        """The same context while the TLS settings and their files are unchanged: aiohttp pools
-        connections per context, so a new one on every reload would open a new pool."""
-        files = tuple(file_version(path) for path in (tls.ca_file, tls.cert_file, tls.key_file))
-        if self._tls_cache is None or self._tls_cache[0] != (tls, files):
-            self._tls_cache = ((tls, files), tls.ssl_context())
-        return self._tls_cache[1]
-
     def _event_cooldown(self, key: tuple[str, str]) -> float:
         """Events make a target due at most once per its effective interval."""
         target = self._scheduler.target(key) if self._scheduler is not None else None
@@ -207,19 +177,19 @@ class Exporter:
         # a round of polls takes.
         self._session = session = aiohttp.ClientSession(connector=connector)
         stack.push_async_callback(close_quietly, session)
-        self._api = self._client(session, config)
+        self._clients = clients = ApiClients(session)
+        clients.use(config)
         clock = self.clock
         self._gate = RequestGate(concurrency=config.poll.concurrency, clock=clock)
         self._scheduler = Scheduler(refresh_at=self.freshness.refresh_at, clock=clock)
-        self._poller = Poller(gate=self._gate, client=self._current_client, store=self.store,
+        self._poller = Poller(gate=self._gate, client=clients.analytics, store=self.store,
                               tokens=self.tokens, scheduler=self._scheduler,
                               freshness=self.freshness, clock=clock)
         self._prober = Prober(poller=self._poller, scheduler=self._scheduler, store=self.store,
                               concurrency=config.poll.concurrency, clock=clock)
-        self._discoverer = Discoverer(gate=self._gate, client=self._current_client,
+        self._discoverer = Discoverer(gate=self._gate, client=clients.analytics,
                                       tokens=self.tokens, store=self.store)
-        self._backlog_api = self._client(session, config, BACKLOG_MAX_BODY)
-        gateway = BacklogGateway(gate=self._gate, client=self._backlog_client,
+        gateway = BacklogGateway(gate=self._gate, client=clients.backlog,
                                  tokens=self.tokens, store=self.store,
                                  auth_backoff=self._poller.auth_backoff)
         self._backlog = BacklogScanner(self.store, gateway.fetch_for, self._poller.is_secret,
@@ -345,10 +315,11 @@ class Exporter:
 
     def reload(self) -> str | None:
         """Re-read the config; apply it only if valid. Returns the error text, or None."""
-        if self._config_loader is None or self._session is None or self._poller is None:
+        if self._config_loader is None or self._clients is None or self._poller is None:
             return "reload is not available"
         try:
             config = self._config_loader()
+            self._clients.use(config)  # CA files may be new
         except ConfigError as exc:
             self.store.mark_reload(False)
             log.error("config reload failed, keeping the running config",
@@ -356,8 +327,6 @@ class Exporter:
             return str(exc)
         if config.webhook != self.config.webhook:
             log.warning("the webhook section changed: it applies at the next restart")
-        self._api = self._client(self._session, config)  # CA files may be new
-        self._backlog_api = self._client(self._session, config, BACKLOG_MAX_BODY)
         if config.poll.concurrency != self.config.poll.concurrency:
             self.gate.set_concurrency(config.poll.concurrency)
         self._poller.auth_backoff.reset()
