@@ -288,7 +288,8 @@ class Exporter:
         self._backlog_spares = {token: backlog_spare(caps)
                                 for token, caps in plan.probe_spare.items()}
         self.freshness.configure(poll.change_driven, poll.idle_interval, plan.targets,
-                                 dict(plan.idle_factors), plan.accounting, plan.intervals)
+                                 idle_factors=dict(plan.idle_factors),
+                                 accounting=plan.accounting, intervals=plan.intervals)
         self.store.poll_intervals.clear()
         self.store.poll_intervals.update({t.org: plan.interval(t) for t in plan.targets})
         self._tick = min(1.0, plan.shortest_interval or poll.interval)

@@ -65,7 +65,7 @@ class Freshness:
         self._orgs: dict[str, _Org] = {}
         self._spaces: dict[TargetKey, _Space] = {}
 
-    def configure(self, enabled: bool, idle_interval: float, targets: Iterable[Target],
+    def configure(self, enabled: bool, idle_interval: float, targets: Iterable[Target], *,
                   idle_factors: dict[str, float] | None = None,
                   accounting: Iterable[str] = (),
                   intervals: Mapping[str, float] | None = None) -> None:
