@@ -65,6 +65,7 @@ def main() -> None:
     fake = FakeUnpod()
     fake.latency = args.latency
     fake.record = False
+    fake.backlog.record = False
     fake.moving = True
     rng = random.Random(args.seed)
     faults = itertools.cycle(FLAP_FAULTS)

@@ -14,6 +14,7 @@ from prometheus_client import generate_latest as text_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from exporter import __version__
+from exporter.backlog.metrics import describe
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, ExpositionCache
 from exporter.negotiation import Format, accepts_gzip, negotiate
 from exporter.store import SnapshotStore, TargetState
@@ -89,7 +90,7 @@ def _when(timestamp: float | None, now: float) -> str:
     return f"{iso} ({now - timestamp:.0f}s ago)"
 
 
-def _row(state: TargetState, now: float, waiting: str | None) -> str:
+def _row(state: TargetState, now: float, waiting: str | None, stale_after: float) -> str:
     esc = html.escape
     up = "up" if state.up else "down"
     if not state.attempted:
@@ -99,7 +100,8 @@ def _row(state: TargetState, now: float, waiting: str | None) -> str:
         error = f"{state.last_error.reason}: {state.last_error.message}"
     shape = state.shape if state.last_success is not None else ""
     cells = (state.target.org, state.target.space or "(org-wide)", up, shape,
-             _when(state.last_success, now), _when(state.last_polled, now), error)
+             _when(state.last_success, now), _when(state.last_polled, now), error,
+             describe(state.backlog, now, stale_after))
     return "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>"
 
 
@@ -110,7 +112,8 @@ def landing_page(store: SnapshotStore, telemetry_path: str,
     states = sorted(store.states(), key=lambda s: (s.up, s.target.org, s.target.space))
     shown = states[:MAX_LANDING_ROWS]
     more = len(states) - len(shown)
-    rows = "\n".join(_row(s, now, None if s.attempted else waiting(s.target)) for s in shown)
+    rows = "\n".join(_row(s, now, None if s.attempted else waiting(s.target),
+                           store.backlog_stale_after) for s in shown)
     held = sum(not s.attempted and waiting(s.target) is not None for s in states)
     if held:
         note = (f"<p>{held} targets not polled yet wait on a pause the API asked for (or an "
@@ -128,7 +131,7 @@ def landing_page(store: SnapshotStore, telemetry_path: str,
 <h2>Targets</h2>
 <table>
 <tr><th>org</th><th>space</th><th>up</th><th>shape</th><th>last confirmed</th>
-<th>last polled</th><th>last error</th></tr>
+<th>last polled</th><th>last error</th><th>backlog</th></tr>
 {rows}
 </table>
 {note}

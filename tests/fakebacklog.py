@@ -113,8 +113,10 @@ class FakeBacklog:
         self.runs: dict[str, list[FakeRun]] = {}  # space token -> runs, newest first
         self.space_ids: dict[str, str] = {}  # space_id -> space token (space_id is honoured)
         self.requests: list[BacklogRequest] = []
+        self.record = True  # benchmarks turn this off: a list of millions is its own leak
         self.faults: dict[str, Callable[[], web.Response | None]] = {}  # "runs:TOKEN", ...
         self._ids = itertools.count(1)
+        self._by_agent: dict[str, list[dict[str, Any]]] | None = None  # newest first
 
     # --- programming -----------------------------------------------------------------------
 
@@ -134,7 +136,22 @@ class FakeBacklog:
                                               space_token, assignee, status, created,
                                               **document))
         self.runs[space_token].insert(0, run)
+        self._by_agent = None
         return run
+
+    def _agent_documents(self, handle: str) -> list[dict[str, Any]]:
+        """Every task of an agent, newest ``created`` first (indexed once per change of the
+        runs: a benchmark's fake answers thousands of these)."""
+        if self._by_agent is None:
+            index: dict[str, list[dict[str, Any]]] = {}
+            for runs in self.runs.values():
+                for run in runs:
+                    for task in run.tasks:
+                        index.setdefault(task["assignee"], []).append(task)
+            for documents in index.values():
+                documents.sort(key=lambda task: task["created"], reverse=True)
+            self._by_agent = index
+        return self._by_agent.get(handle, [])
 
     def count(self, kind: str | None = None) -> int:
         return sum(1 for r in self.requests if kind is None or r.kind == kind)
@@ -142,8 +159,9 @@ class FakeBacklog:
     # --- serving ---------------------------------------------------------------------------
 
     def _record(self, request: web.Request, kind: str) -> web.Response | None:
-        self.requests.append(BacklogRequest(kind, request.path, dict(request.query),
-                                            request.headers.get("Authorization")))
+        if self.record:
+            self.requests.append(BacklogRequest(kind, request.path, dict(request.query),
+                                                request.headers.get("Authorization")))
         return self._authenticate(request)
 
     def _space(self, request: web.Request) -> str | None:
@@ -210,11 +228,9 @@ class FakeBacklog:
         if _number(request.query, "page", 1) <= 0:
             return web.Response(status=500, text="<h1>Server Error (500)</h1>",
                                 content_type="text/html")
-        documents = [task for runs in self.runs.values() for run in runs for task in run.tasks
-                     if task["assignee"] == handle]
+        documents = self._agent_documents(handle)
         if not documents:
             return web.json_response({"message": "Agent not found"}, status=404)
-        documents.sort(key=lambda task: task["created"], reverse=True)
         return self._page(documents, request.query, 20, "Tasks Fetch Failed")
 
     def routes(self, app: web.Application, prefix: str) -> None:

@@ -4,6 +4,7 @@ and the cached exposition, withdrawal when stale, and nothing personal in any lo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -11,14 +12,16 @@ from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.app import make_registry
+from exporter.app import Exporter, make_registry
 from exporter.backlog.runner import BacklogScanner, ScanPlan
 from exporter.backlog.scan import Endpoint, Fetch
 from exporter.client import REASONS, ApiResponse, UnpodClient
 from exporter.collector import UnpodCollector
-from exporter.config import TokenSource
+from exporter.config import BacklogConfig, TokenSource
+from exporter.demo import DemoApi, demo_config
 from exporter.exposition import ExpositionCache
 from exporter.store import SnapshotStore
 from exporter.targets import Target
@@ -196,3 +199,62 @@ async def test_nothing_personal_leaves_the_exporter(fake_api, start_exporter, ca
                      for r in caplog.records if r.name != "aiohttp.access")
     for secret in (*PERSONAL, TOKEN, "sp_survey"):
         assert secret not in metrics and secret not in landing and secret not in logs, secret
+
+
+async def test_the_demo_shows_a_campaign_that_never_starts():
+    """--demo's flu-recall: empty analytics, and the backlog scan's pending tasks on /metrics
+    and on the landing page."""
+    api = TestServer(DemoApi(history_seconds=600).app(), host="127.0.0.1")
+    await api.start_server()
+    try:
+        config = dataclasses.replace(demo_config(str(api.make_url(""))),
+                                     backlog=BacklogConfig(interval=1.0))
+        exporter = Exporter(config)
+        client = TestClient(TestServer(exporter.web_app, host="127.0.0.1"))
+        await client.start_server()
+        await exporter.start()
+        try:
+            recall = {"org": "globex-health", "space": "flu-recall"}
+
+            async def pending() -> float | None:
+                text = await (await client.get("/metrics")).text()
+                return value(parse_metrics(text), "unpod_backlog_tasks", **recall,
+                             status="pending")
+            await wait_for(lambda: pending_is(pending, 25), 15, "flu-recall's backlog")
+            series = parse_metrics(await (await client.get("/metrics")).text())
+            assert value(series, "unpod_tasks_by_status", **recall, status="pending") is None
+            oldest = value(series, "unpod_backlog_oldest_pending_timestamp_seconds", **recall)
+            assert oldest is not None and time.time() - oldest > 7200
+            page = await (await client.get("/")).text()
+            row = next(line for line in page.splitlines() if "flu-recall" in line)
+            assert "1 open runs, 25 pending, oldest" in row
+        finally:
+            await exporter.stop()
+            await client.close()
+    finally:
+        await api.close()
+
+
+async def pending_is(read: Callable[[], Any], expected: float) -> bool:
+    return bool(await read() == expected)
+
+
+async def test_first_scans_are_spread_over_the_interval(world):
+    seed(world)
+    world.scanner.configure(ScanPlan(2.0, 50, 20, 300.0), [STUCK, BUSY])
+    await scanned(world, STUCK)
+    busy = world.store.get(BUSY.key)
+    assert busy is not None and busy.backlog is None  # due a half interval later
+    await scanned(world, BUSY)
+
+
+async def test_the_interval_stretches_to_the_spare_budget(world):
+    plan = ScanPlan(600.0, 50, 20, 300.0)
+    # two spaces, 3 requests a scan (the first estimate): 0.6 a minute
+    world.scanner.configure(plan, [STUCK, BUSY], {SOURCE: (1.0, None)})
+    assert world.scanner.interval_for(STUCK) == 600.0
+    world.scanner.set_spares({SOURCE: (0.1, None)})
+    assert world.scanner.interval_for(STUCK) == pytest.approx(3600.0)
+    assert world.store.backlog_stale_after == pytest.approx(3900.0)
+    world.scanner.set_spares({SOURCE: (None, 1440.0 * 0.3)})  # half of it a day
+    assert world.scanner.interval_for(BUSY) == pytest.approx(1200.0)

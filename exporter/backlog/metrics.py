@@ -28,6 +28,26 @@ BACKLOG_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("unpod_backlog_scan_errors", "counter", "Failed backlog scans of the space by reason."),
 )
 
+def describe(state: BacklogState | None, now: float, stale_after: float) -> str:
+    """The landing page's word on a space's backlog: what waits, and since when."""
+    if state is None:
+        return ""
+    snapshot = visible(state, now, stale_after)
+    if snapshot is None:
+        return f"scan failed: {state.last_error}" if state.last_error else "not scanned yet"
+    pending = dict(snapshot.tasks).get("pending", 0)
+    text = f"{snapshot.open_runs} open runs, {pending} pending"
+    if snapshot.oldest_pending is not None:
+        text += f", oldest {(now - snapshot.oldest_pending) / 60:.0f} min old"
+    if snapshot.oldest_in_progress is not None:
+        text += f", one in progress for {(now - snapshot.oldest_in_progress) / 60:.0f} min"
+    if not snapshot.complete:
+        text += " (scan cut short by its cap)"
+    if state.last_error:
+        text += f"; last scan failed: {state.last_error}"
+    return text
+
+
 # family, an extra label (name, value) or None, and the value (the collector's TargetSample)
 Sample = tuple[str, tuple[str, str] | None, float]
 
