@@ -30,10 +30,11 @@ from exporter.scheduler import Scheduler
 from exporter.server import make_app
 from exporter.sharding import Shard
 from exporter.store import SnapshotStore
-from exporter.targets import Discovered, Target, TargetKey, build_targets
+from exporter.targets import Discovered, Target, build_targets
 from exporter.tokens import TokenReader
 from exporter.webconfig import WebConfigWatcher
 from exporter.webhook import PollTrigger, WebhookService
+from exporter.webhook.trigger import COOLDOWN_SHARE
 
 log = logging.getLogger("unpod_exporter")
 SHUTDOWN_GRACE = 4.0
@@ -140,16 +141,33 @@ class Exporter:
         return self._prober
 
     def _event_cooldown(self, key: tuple[str, str]) -> float:
-        """Events make a target due at most once per its effective interval."""
+        """Events make a target due at most once per this share of its effective interval."""
         target = self._scheduler.target(key) if self._scheduler is not None else None
-        return self.scheduler.interval(target) if target is not None else self.config.poll.interval
+        interval = self.scheduler.interval(target) if target is not None \
+            else self.config.poll.interval
+        return interval * COOLDOWN_SHARE
 
     def _make_due(self, keys: Iterable[tuple[str, str]]) -> None:
-        """An event of a mapped agent: its org-wide target and space are due now. Through
-        the scheduler and the gate like any poll (within the budget); change-driven polling
-        then polls the space once the org-wide answer shows the change."""
-        if self._scheduler is not None and not self._stopping:
-            self._scheduler.make_due([TargetKey(*key) for key in keys])
+        """An event of a mapped agent: its org-wide target and space are due now, through
+        the scheduler and the gate like any poll; change-driven polling then polls the space
+        once the org-wide answer shows the change. Under a request budget, only from what the
+        scheduled polls leave (as /probe): events move figures forward when the budget has
+        room and never take requests from the schedule (measured: taking them made the
+        budget-paying stretch late for everything)."""
+        if self._scheduler is None or self._stopping:
+            return
+        due = []
+        for key in keys:
+            target = self._scheduler.target(key)
+            if target is None:
+                continue
+            if self._capped:
+                allowance = self._probe_budgets.get(target.token)
+                if allowance is None or allowance.wait() > 0:
+                    continue  # no spare budget now: the schedule will get to it
+                allowance.spend()
+            due.append(target.key)
+        self._scheduler.make_due(due)
 
     async def start(self) -> None:
         """Start polling (and the webhook receiver, first: raises OSError if its address

@@ -22,6 +22,7 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.config import ConfigError, Place, WebhookConfig, parse_config, parse_config_text
+from exporter.targets import TargetKey
 from exporter.tokens import TokenReader
 from exporter.webconfig.ratelimit import RateLimiter
 from exporter.webconfig.schema import RateLimit
@@ -229,10 +230,22 @@ async def test_malformed_bodies_are_400(hook, body):
 
 
 async def test_past_its_own_rate_limit_deliveries_get_429(hook):
-    hook.service.receiver._limiter = RateLimiter(RateLimit(interval=60, burst=2))
+    limiter = RateLimiter(RateLimit(interval=60, burst=2))
+    hook.service.receiver._limiter = lambda: limiter
     statuses = [(await hook.post(task_document(task_id=f"T{i}")))[0] for i in range(4)]
     assert statuses == [200, 200, 429, 429]
     assert hook.requests("rate_limited") == 2
+
+
+async def test_the_webhook_web_config_may_set_the_rate_limit(start_hook, tmp_path: Path):
+    web = tmp_path / "webhook-web.yml"
+    web.write_text(yaml.safe_dump({"rate_limit": {"interval": "1m", "burst": 1}}))
+    hook = await start_hook(web_config_file=str(web))
+    assert (await hook.post(task_document("T1")))[0] == 200
+    status, content_type, _ = await hook.post(task_document("T2"))
+    assert (status, content_type) == (429, "application/json")  # answered and counted here
+    assert hook.requests("rate_limited") == 1
+    assert (await hook.post(task_document("T3"), headers={HEADER: "x"}))[0] == 401
 
 
 async def test_other_paths_and_methods_are_not_the_receiver(hook):
@@ -605,3 +618,32 @@ def test_config_check_reads_the_webhook_secret(tmp_path):
     (tmp_path / "webhook-secret").unlink()
     result = run_program("--config.file", str(config), "--config.check")
     assert result.returncode == 1 and "webhook.secret_file: cannot read" in result.stderr
+
+
+@pytest.mark.parametrize(("cap", "polled"), [(3, False), (60, True)])
+async def test_under_a_budget_events_spend_only_what_the_schedule_leaves(
+        fake_api, start_exporter, monkeypatch, cap, polled):
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
+    fake, base = fake_api
+    seed(fake)
+    # three targets polled once a minute: a cap of 3 a minute leaves nothing, 60 plenty
+    config = yaml.safe_load(config_yaml(base, ORGS, {"max_requests_per_minute": cap},
+                                        interval="60s", change_driven=False))
+    config["webhook"] = webhook_config(agents={AGENT: {"org": "acme", "space": "sales"}})
+    running = await start_exporter(yaml.safe_dump(config))
+    await running.wait_ready()
+    assert running.exporter.webhook is not None
+    scheduler = running.exporter.scheduler
+    url = f"http://127.0.0.1:{running.exporter.webhook.port}/webhook"
+    async with aiohttp.ClientSession() as session, session.post(
+            url, json=task_document(), headers=GOOD) as resp:
+        assert resp.status == 200  # counted all the same
+    if polled:
+        await wait_for(lambda: fake.count("acme", None) == 2, 3, "the org-wide poll")
+    else:  # not made due: no poll waits at the gate for the schedule's budget
+        await asyncio.sleep(0.5)
+        assert not scheduler.busy(TargetKey("acme", ""))
+        assert scheduler._due[TargetKey("acme", "")] > scheduler.clock.now() + 30
+        assert fake.count("acme", None) == 1
+    assert value(await running.metrics(), "unpod_webhook_requests_total",
+                 result="accepted") == 1

@@ -14,14 +14,16 @@ from exporter.webconfig.watcher import WebConfigWatcher
 UNAUTHENTICATED_PATHS = frozenset({"/-/healthy", "/-/ready"})
 
 
-def install(app: web.Application, watcher: WebConfigWatcher) -> None:
+def install(app: web.Application, watcher: WebConfigWatcher, rate_limit: bool = True) -> None:
+    """``rate_limit=False``: the app applies the web config's rate limit itself (the webhook
+    receiver, which answers and counts its refusals as its sender needs)."""
     auth = BasicAuth(lambda: watcher.config.users)
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         watcher.refresh()
         if request.path not in UNAUTHENTICATED_PATHS:
-            limiter = watcher.limiter
+            limiter = watcher.limiter if rate_limit else None
             if limiter is not None and not limiter.allow():
                 return web.Response(status=429, text="Too Many Requests\n")
             if watcher.config.users:

@@ -30,7 +30,8 @@ log = logging.getLogger("unpod_exporter.webhook")
 MAX_BODY = 1024 * 1024  # bytes after decompression; a task document with a long transcript
 BODY_TIMEOUT = 10.0  # a body that takes longer to arrive is dropped with its connection
 # Authenticated deliveries per second: the platform sends one per finished task and a few per
-# call, one at a time per call; a burst absorbs a campaign's start.
+# call, one at a time per call; a burst absorbs a campaign's start. The webhook's web config
+# may set another (``rate_limit``, as the exporter-toolkit writes it).
 RATE = RateLimit(interval=1 / 50, burst=500)
 
 OnEvent = Callable[[Place], None]
@@ -48,13 +49,14 @@ def _answer(status: int, body: str = "{}", close: bool = False,
 class Receiver:
     def __init__(self, secret: SecretCheck, header: str, metrics: WebhookMetrics,
                  on_event: OnEvent | None = None, dedup: Deduplicator | None = None,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: Callable[[], RateLimiter] | None = None) -> None:
         self._secret = secret
         self._header = header
         self.metrics = metrics
         self._on_event = on_event
         self._dedup = dedup or Deduplicator()
-        self._limiter = limiter or RateLimiter(RATE)
+        own = RateLimiter(RATE)
+        self._limiter = limiter or (lambda: own)
 
     def _refuse(self, result: str, status: int, message: str, close: bool = True,
                 **headers: str) -> web.Response:
@@ -76,7 +78,7 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         if not self._secret.matches(request.headers.get(self._header)):
             return self._refuse("unauthorized", 401, "unauthorized")
-        if not self._limiter.allow():
+        if not self._limiter().allow():
             return self._refuse("rate_limited", 429, "rate limited", close=False,
                                 **{"Retry-After": "1"})
         try:

@@ -12,8 +12,9 @@ from exporter.config.webhook import WebhookConfig
 from exporter.listener import run_web
 from exporter.tokens import TokenReader
 from exporter.webconfig import WebConfigWatcher, install
+from exporter.webconfig.ratelimit import RateLimiter
 from exporter.webhook.metrics import WebhookMetrics
-from exporter.webhook.receiver import OnEvent, Receiver
+from exporter.webhook.receiver import RATE, OnEvent, Receiver
 from exporter.webhook.secret import SecretCheck
 
 log = logging.getLogger("unpod_exporter.webhook")
@@ -29,10 +30,17 @@ class WebhookService:
                  on_event: OnEvent | None = None) -> None:
         self.config = config
         self.metrics = WebhookMetrics(config.places(), forbidden=tokens.known)
-        self.receiver = Receiver(SecretCheck(config.secret, tokens), config.secret_header,
-                                 self.metrics, on_event)
         self.web_config = (WebConfigWatcher(config.web_config_file)
                            if config.web_config_file else None)
+        own = RateLimiter(RATE)
+
+        def limiter() -> RateLimiter:
+            """The web config's rate_limit when it sets one (followed as it changes)."""
+            watcher = self.web_config
+            return watcher.limiter if watcher is not None and watcher.limiter else own
+
+        self.receiver = Receiver(SecretCheck(config.secret, tokens), config.secret_header,
+                                 self.metrics, on_event, limiter=limiter)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -44,7 +52,7 @@ class WebhookService:
         app = self.receiver.app(self.config.path)
         watcher = self.web_config
         if watcher is not None:
-            install(app, watcher)
+            install(app, watcher, rate_limit=False)  # the receiver answers 429 itself
         host, port = self.config.address
         self._runner = await run_web(app, host, port, watcher if watcher and watcher.tls
                                      else None, max_connections=MAX_CONNECTIONS)

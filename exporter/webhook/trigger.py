@@ -3,11 +3,12 @@ org-wide target due now, so that the new analytics are on ``/metrics`` within se
 
 A campaign sends several events a call and one per finished task, and every space of an org
 shares its org-wide target: each event must not become a request. So each target is made due
-by events at most once per ``cooldown(target)`` (the exporter passes the target's effective
-poll interval: events then at most double a busy target's requests, and a quiet target's first
-event is served at once). An event within the cooldown is folded into one more trigger at its
+by events at most once per ``cooldown(target)``: the exporter passes COOLDOWN_SHARE of the
+target's effective poll interval, so that a busy target is polled at most a few times an
+interval (within seconds of a change, not at the next interval) and a quiet target's first
+event is served at once. An event within the cooldown is folded into one more trigger at its
 end, so that the last change is seen too. What is due goes through the scheduler and the
-request gate like any poll: within the budget.
+request gate like any poll: within the budget, org-wide targets first.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterable
 from exporter.config.webhook import Place
 
 ORG_WIDE = ""  # the space label of an org-wide target
+COOLDOWN_SHARE = 0.25  # of a target's interval: events poll a busy target at most 4x as often
 
 Key = tuple[str, str]
 
