@@ -647,3 +647,29 @@ async def test_under_a_budget_events_spend_only_what_the_schedule_leaves(
         assert fake.count("acme", None) == 1
     assert value(await running.metrics(), "unpod_webhook_requests_total",
                  result="accepted") == 1
+
+
+@pytest.mark.parametrize(("secret", "status"), [(SECRET, 413), ("guess", 401)])
+async def test_a_refused_large_body_is_never_read_and_its_connection_closes(
+        hook, secret, status):
+    """aiohttp would linger up to 10 s reading the rest: a flood of such posts then held
+    every connection the listener allows."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", hook.service.port)
+    try:
+        writer.write(f"POST /webhook HTTP/1.1\r\nHost: x\r\n{HEADER}: {secret}\r\n"
+                     f"Content-Length: {2 * 1024 * 1024}\r\n\r\n".encode() + b"{" * 65536)
+        await writer.drain()  # ... and the rest never comes
+        async with asyncio.timeout(2):
+            status_line = await reader.readline()
+            assert status_line.split()[1] == str(status).encode()
+            while await reader.read(65536):
+                pass  # the server closes: EOF well before its 10 s of lingering
+    finally:
+        writer.close()
+
+
+async def test_a_small_refused_body_is_dropped_and_the_answer_read(hook):
+    for _ in range(3):  # each on a connection of its own, each answered, none reset
+        status, content_type, text = await hook.post(task_document(),
+                                                     headers={HEADER: "guess"})
+        assert (status, json.loads(text)) == (401, {"error": "unauthorized"})

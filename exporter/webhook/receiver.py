@@ -3,9 +3,10 @@
 Answers as the platform's sender needs them (unpod-api.md, "Webhooks"): 200 with a JSON body
 for every accepted or duplicate delivery (its task handler calls ``.json()`` on the answer
 outside its error handling and re-sends on anything but 200), 401, 413, 400 and 429 with a
-JSON body too. The cheap refusals come first and read no body: a forged post costs one
-header comparison and its connection is closed, an oversized one is refused by its
-``Content-Length`` or after 1 MiB at most.
+JSON body too. The cheap refusals come first: a forged post costs one header comparison
+(and reading its body if under 64 KiB, so that the sender reads the answer), an oversized one
+is refused by its ``Content-Length`` or after 1 MiB at most; a refused body that is not read
+closes its connection right after the answer.
 """
 
 from __future__ import annotations
@@ -34,16 +35,36 @@ BODY_TIMEOUT = 10.0  # a body that takes longer to arrive is dropped with its co
 # may set another (``rate_limit``, as the exporter-toolkit writes it).
 RATE = RateLimit(interval=1 / 50, burst=500)
 
+# A refused body this small is read and dropped, so that the sender reads the answer (closing
+# a socket with unread data resets it); a larger one is never read: the connection is closed
+# right after the answer. aiohttp would otherwise "linger", reading up to 10 s of it: a flood
+# of oversized posts then held every connection the listener allows.
+DRAIN_LIMIT = 64 * 1024
+DRAIN_TIMEOUT = 2.0
+
 OnEvent = Callable[[Place], None]
 
 
-def _answer(status: int, body: str = "{}", close: bool = False,
+def _answer(status: int, body: str = "{}",
             headers: dict[str, str] | None = None) -> web.Response:
-    response = web.Response(status=status, text=body, content_type="application/json",
-                            headers=headers)
-    if close:
-        response.force_close()  # the rest of the body is never read
-    return response
+    return web.Response(status=status, text=body, content_type="application/json",
+                        headers=headers)
+
+
+async def _drained(request: web.Request) -> bool:
+    """Whether the body is read to its end now (a small unread one is read and dropped)."""
+    if request.content.is_eof():
+        return True
+    length = request.content_length
+    if length is None or length > DRAIN_LIMIT:
+        return False
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT):
+            while await request.content.readany():
+                pass
+    except (TimeoutError, ConnectionError):
+        return False
+    return request.content.is_eof()
 
 
 class Receiver:
@@ -58,11 +79,19 @@ class Receiver:
         own = RateLimiter(RATE)
         self._limiter = limiter or (lambda: own)
 
-    def _refuse(self, result: str, status: int, message: str, close: bool = True,
-                **headers: str) -> web.Response:
+    async def _refuse(self, request: web.Request, result: str, status: int, message: str,
+                      **headers: str) -> web.StreamResponse:
         self.metrics.count_request(result)
         log.debug("webhook request refused", extra={"fields": {"result": result}})
-        return _answer(status, json.dumps({"error": message}), close, headers or None)
+        response = _answer(status, json.dumps({"error": message}), headers or None)
+        if await _drained(request):
+            return response
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.protocol is not None:
+            request.protocol.force_close()  # after the answer; the rest is never read
+        return response
 
     async def _body(self, request: web.Request) -> bytes | None:
         """The body, or None when it is over MAX_BODY (counted as it arrives)."""
@@ -75,22 +104,22 @@ class Receiver:
             except web.HTTPRequestEntityTooLarge:
                 return None
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._secret.matches(request.headers.get(self._header)):
-            return self._refuse("unauthorized", 401, "unauthorized")
+            return await self._refuse(request, "unauthorized", 401, "unauthorized")
         if not self._limiter().allow():
-            return self._refuse("rate_limited", 429, "rate limited", close=False,
-                                **{"Retry-After": "1"})
+            return await self._refuse(request, "rate_limited", 429, "rate limited",
+                                      **{"Retry-After": "1"})
         try:
             body = await self._body(request)
         except TimeoutError:
-            return self._refuse("invalid", 400, "body too slow")
+            return await self._refuse(request, "invalid", 400, "body too slow")
         if body is None:
-            return self._refuse("too_large", 413, "body over 1 MiB")
+            return await self._refuse(request, "too_large", 413, "body over 1 MiB")
         try:
             event = parse_event(body)
         except NotAnEvent as exc:
-            return self._refuse("invalid", 400, str(exc), close=False)
+            return await self._refuse(request, "invalid", 400, str(exc))
         finally:
             del body  # personal data: not a moment longer than parsing needs
         if not self._dedup.first(event.dedup_key()):
