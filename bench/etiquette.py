@@ -1,4 +1,5 @@
-"""Benchmark: a simulated day of calling campaigns, plain and change-driven polling side by side.
+"""Benchmark: a simulated day of calling campaigns, plain, change-driven and webhook-driven
+polling side by side.
 
 python bench/etiquette.py [--factor 120] [--orgs 4] [--spaces 25]
 
@@ -6,9 +7,11 @@ A fake Unpod API (in this file, its own process) whose org-wide answer is the su
 spaces. Time is compressed by --factor (120: a day runs in 12 minutes). Every org has one
 calling window of two hours in business hours (09:00-17:00, one org after the other), in
 which 80 % of its spaces make a call every 30 s; so 20 % of all spaces are active during
-business hours, and everything is idle at night. Four exporters poll the same targets at the
-same time: plain and change-driven, each without a budget and under a budget equivalent to
-10,000 requests a simulated day (a minute's cap of 10,000 x real minute / simulated day).
+business hours, and everything is idle at night. Six exporters poll the same targets at the
+same time: plain, change-driven, and change-driven with the webhook receiver (the fake POSTs
+a task document, shaped as Unpod's, to it at each call, as Unpod does when a task finishes),
+each without a budget and under a budget equivalent to 10,000 requests a simulated day (a
+minute's cap of 10,000 x real minute / simulated day).
 Printed per exporter: requests per simulated day; detection latency for active spaces, p50
 and p95, in simulated seconds: from a call at the fake to the first answer that carried it to
 that exporter (the fake records it), which is what the polling decides; and apart, the
@@ -16,7 +19,8 @@ exposition lag in real seconds, from that answer to its count on /metrics (scrap
 0.1 s). The lag is kept out of the simulated figures because it does not run 120 times faster:
 one real second of it would read as two simulated minutes. Goals (docs/performance.md):
 change-driven makes at least 5x fewer requests with no worse p95 when the budget is not
-binding, and a p95 at least 3x better under the budget.
+binding, and a p95 at least 3x better under the budget; the webhook's figures are printed
+against change-driven polling alone.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -41,7 +46,8 @@ from common import PYTHON, ROOT, free_port, stop, wait_http
 INTERVAL, IDLE = 60.0, 600.0  # simulated seconds: the exporter's defaults
 CALL_EVERY = 30.0  # simulated seconds between the calls of an active space
 DAY = 86400.0
-MODES = {"plain": False, "change-driven": True}
+MODES = {"plain": (False, False), "change-driven": (True, False), "webhook": (True, True)}
+SECRET = "bench-webhook-secret"  # the fake sends it as Unpod sends the dashboard's header
 
 
 class Campaigns:
@@ -80,7 +86,48 @@ def body(calls: int) -> dict[str, object]:
         "task_status_breakdown": {"completed": calls}}}
 
 
-def serve_fake(port: int, orgs: int, spaces: int, factor: float, start: float) -> None:
+def task_document(org: int, space: int, k: int) -> dict[str, object]:
+    """What Unpod POSTs when a task finishes (the fields the receiver reads, and a little
+    personal data as the real one carries)."""
+    return {"task_id": f"T{org}_{space}_{k}", "run_id": f"R{org}_{space}", "status": "completed",
+            "assignee": f"agent{org}_{space}", "execution_type": "call",
+            "input": {"name": "A Caller", "contact_number": "+910000000000"},
+            "output": {"post_call_data": {"summary": {"status": "Interested"}}}}
+
+
+async def deliver(hooks: list[str], campaigns: Campaigns, factor: float, start: float,
+                  until: float) -> None:
+    """POST a task document to every webhook at each call, as the calls happen."""
+    calls = sorted((campaigns.call_time(o, s, k), o, s, k) for o in range(campaigns.orgs)
+                   for s in range(campaigns.spaces) if campaigns.active(o, s)
+                   for k in range(1, int(2 * 3600 // CALL_EVERY) + 1))
+    slots = asyncio.Semaphore(32)
+    pending: set[asyncio.Task[None]] = set()
+    async with aiohttp.ClientSession() as session:
+        async def post(url: str, payload: dict[str, object]) -> None:
+            async with slots:
+                try:
+                    async with session.post(url, json=payload,
+                                            headers={"X-Unpod-Webhook-Secret": SECRET}) as r:
+                        await r.read()
+                except aiohttp.ClientError:
+                    pass  # the platform's sender stops at a connection error too
+        for when, org, space, k in calls:
+            real = start + when / factor
+            if real > until:
+                break
+            if (delay := real - time.time()) > 0:
+                await asyncio.sleep(delay)
+            payload = task_document(org, space, k)
+            for url in hooks:
+                task = asyncio.create_task(post(url, payload))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+        await asyncio.gather(*pending)
+
+
+def serve_fake(port: int, orgs: int, spaces: int, factor: float, start: float,
+               hooks: list[str]) -> None:
     campaigns = Campaigns(orgs, spaces)
     requests: dict[str, dict[str, int]] = {}  # per token: per kind of target
     served: dict[str, dict[str, int]] = {}  # per token: the highest count answered per space
@@ -114,15 +161,30 @@ def serve_fake(port: int, orgs: int, spaces: int, factor: float, start: float) -
     async def stats(_: web.Request) -> web.Response:
         return web.json_response({"requests": requests, "detected": detected})
 
+    async def start_delivery(app: web.Application) -> None:
+        until = start + DAY / factor
+        app["delivery"] = asyncio.create_task(deliver(hooks, campaigns, factor, start, until))
+
     app = web.Application()
     app.router.add_get("/organisation/analytics/", analytics)
     app.router.add_get("/stats", stats)
+    app.on_startup.append(start_delivery)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: None)
 
 
 def exporter_config(path: Path, base: str, token: str, args: argparse.Namespace,
-                    change_driven: bool, budget: int) -> Path:
+                    change_driven: bool, budget: int, hook_port: int | None = None) -> Path:
     real = args.factor
+    web = path.with_suffix(".webhook-web.yml")
+    # Time runs --factor times faster, and so do Unpod's deliveries (a call every 30 s of 80
+    # spaces is 320 a real second at 120x): the receiver's own limit (50/s) is raised in its
+    # web config as a user would, not in the code.
+    web.write_text(yaml.safe_dump({"rate_limit": {"interval": "1ms", "burst": 5000}}))
+    webhook = {} if hook_port is None else {"webhook": {
+        "listen_address": f"127.0.0.1:{hook_port}", "secret_env": "BENCH_WEBHOOK_SECRET",
+        "web_config_file": str(web),
+        "agents": {f"agent{o}_{s}": {"org": f"org{o}", "space": f"s{s}"}
+                   for o in range(args.orgs) for s in range(args.spaces)}}}
     path.write_text(yaml.safe_dump({
         "api": {"base_url": base, "token": token, "timeout": "5s",
                 "max_requests_per_minute": budget},
@@ -132,6 +194,7 @@ def exporter_config(path: Path, base: str, token: str, args: argparse.Namespace,
         "orgs": [{"handle": f"org{o}", "spaces": [
             {"name": f"s{s}", "space_token": f"sp{o}_{s}"} for s in range(args.spaces)]}
             for o in range(args.orgs)],
+        **webhook,
     }))
     return path
 
@@ -187,25 +250,33 @@ def percentile(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="unpod-etiquette-"))
     fake_port = free_port()
-    start = time.time() + 5  # the simulated day starts at 00:00, five seconds from now
-    fake = subprocess.Popen([PYTHON, __file__, "--serve", str(fake_port), "--orgs",
-                             str(args.orgs), "--spaces", str(args.spaces), "--factor",
-                             str(args.factor), "--start", str(start)])
+    start = time.time() + 8  # the simulated day starts at 00:00, eight seconds from now
     base = f"http://127.0.0.1:{fake_port}"
     budget = round(10000 * 60 * args.factor / DAY)  # 10,000 a simulated day, per real minute
     runs = []
     procs = []
+    hooks = []
+    fake: subprocess.Popen[bytes] | None = None
     try:
+        configs = []
         for scenario, cap in (("no budget", 0), ("10,000/day", budget)):
-            for mode, driven in MODES.items():
+            for mode, (driven, hooked) in MODES.items():
                 token = f"{mode}-{cap}"
-                config = exporter_config(work / f"{token}.yaml", base, token, args, driven, cap)
-                port = free_port()
-                procs.append(subprocess.Popen(
-                    [PYTHON, "-m", "exporter", "--config.file", str(config),
-                     "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "error"],
-                    cwd=ROOT))
-                runs.append((scenario, mode, token, port))
+                hook_port = free_port() if hooked else None
+                if hook_port is not None:
+                    hooks.append(f"http://127.0.0.1:{hook_port}/webhook")
+                configs.append(exporter_config(work / f"{token}.yaml", base, token, args,
+                                               driven, cap, hook_port))
+                runs.append((scenario, mode, token, free_port()))
+        fake = subprocess.Popen([PYTHON, __file__, "--serve", str(fake_port), "--orgs",
+                                 str(args.orgs), "--spaces", str(args.spaces), "--factor",
+                                 str(args.factor), "--start", str(start),
+                                 "--hooks", ",".join(hooks)])
+        for (*_, port), config in zip(runs, configs, strict=True):
+            procs.append(subprocess.Popen(
+                [PYTHON, "-m", "exporter", "--config.file", str(config),
+                 "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "error"],
+                cwd=ROOT, env={**os.environ, "BENCH_WEBHOOK_SECRET": SECRET}))
         for *_, port in runs:
             wait_http(f"http://127.0.0.1:{port}/-/healthy", timeout=60)
         until = start + DAY / args.factor
@@ -217,6 +288,12 @@ async def run(args: argparse.Namespace) -> None:
             results = await asyncio.gather(*(watch(session, port, until) for *_, port in runs))
             async with session.get(f"{base}/stats") as response:
                 stats = await response.json()
+            receivers = {}
+            for scenario, mode, _, port in runs:
+                if MODES[mode][1]:
+                    async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                        receivers[scenario] = [line for line in (await response.text()).split(
+                            "\n") if line.startswith("unpod_webhook_requests_total{")]
         print(f"{'scenario':<12} {'mode':<14} {'requests/day':>12} {'org-wide':>9} "
               f"{'active':>7} {'quiet':>7} {'p50 s':>7} {'p95 s':>7} {'changes seen':>12} "
               f"{'lag p50/p95/max (real s)':>25}")
@@ -239,10 +316,19 @@ async def run(args: argparse.Namespace) -> None:
               f"p95 {driven[1]:.0f}s vs {plain[1]:.0f}s (goal: no worse)")
         print(f"10,000/day: p95 {tight[1]:.0f}s vs {tight_plain[1]:.0f}s: "
               f"{tight_plain[1] / tight[1]:.2f}x better (goal >= 3x)")
+        for scenario in ("no budget", "10,000/day"):
+            results_seen = ", ".join(line.split('"')[1] + "=" + line.rsplit(" ", 1)[1]
+                                     for line in receivers.get(scenario, []))
+            print(f"{scenario}: webhook receiver {results_seen}")
+            hooked, alone = table[(scenario, "webhook")], table[(scenario, "change-driven")]
+            print(f"{scenario}: webhook {hooked[0]} requests/day vs {alone[0]} change-driven "
+                  f"alone ({hooked[0] / max(1, alone[0]):.2f}x), p95 {hooked[1]:.0f}s vs "
+                  f"{alone[1]:.0f}s ({alone[1] / max(1e-9, hooked[1]):.2f}x fresher)")
     finally:
         for proc in procs:
             stop(proc)
-        stop(fake)
+        if fake is not None:
+            stop(fake)
 
 
 def main() -> None:
@@ -252,9 +338,11 @@ def main() -> None:
     parser.add_argument("--spaces", type=int, default=25)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--start", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--hooks", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve_fake(args.serve, args.orgs, args.spaces, args.factor, args.start)
+        serve_fake(args.serve, args.orgs, args.spaces, args.factor, args.start,
+                   [url for url in args.hooks.split(",") if url])
     else:
         asyncio.run(run(args))
 
