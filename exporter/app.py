@@ -161,11 +161,8 @@ class Exporter:
             target = self._scheduler.target(key)
             if target is None:
                 continue
-            if self._capped:
-                allowance = self._probe_budgets.get(target.token)
-                if allowance is None or allowance.wait() > 0:
-                    continue  # no spare budget now: the schedule will get to it
-                allowance.spend()
+            if self._plan.capped and not self.prober.take_spare(target.token):
+                continue  # no spare budget now: the schedule will get to it
             due.append(target.key)
         self._scheduler.make_due(due)
 

@@ -62,6 +62,15 @@ class Prober:
             budget.configure(*caps)
         self._budgets = budgets
 
+    def take_spare(self, token: TokenSource) -> bool:
+        """Take one request of the token's spare budget now, if it has one (what the
+        webhook's events spend too: neither may take requests from the schedule)."""
+        allowance = self._budgets.get(token)
+        if allowance is None or allowance.wait() > 0:
+            return False
+        allowance.spend()
+        return True
+
     async def probe(self, org: str, space: str, wait: float) -> CollectorRegistry | Refusal:
         """Poll one current target now; its metrics alone, or why not. A probe that cannot
         be served from the spare budget at once says so at once; one whose request gets no
@@ -71,11 +80,8 @@ class Prober:
         if target is None:
             return "unknown"
         blocked = poller.auth_backoff.blocked(target.org, target.token) is not None
-        if not blocked:
-            allowance = self._budgets.get(target.token)
-            if allowance is None or allowance.wait() > 0 or self._slots.locked():
-                return "budget"
-            allowance.spend()
+        if not blocked and (self._slots.locked() or not self.take_spare(target.token)):
+            return "budget"
         async with self._slots:
             outcome = await poller.poll_once(target, deadline=self._clock.now() + wait)
         if outcome is None and not blocked:

@@ -631,7 +631,9 @@ async def test_under_a_budget_events_spend_only_what_the_schedule_leaves(
                                         interval="60s", change_driven=False))
     config["webhook"] = webhook_config(agents={AGENT: {"org": "acme", "space": "sales"}})
     running = await start_exporter(yaml.safe_dump(config))
-    await running.wait_ready()
+    # the budget paces requests (one every 20 s at 3 a minute): wait for the org-wide one
+    await wait_for(lambda: fake.count("acme", None) == 1, 5, "the first org-wide poll")
+    await asyncio.sleep(0.1)
     assert running.exporter.webhook is not None
     scheduler = running.exporter.scheduler
     url = f"http://127.0.0.1:{running.exporter.webhook.port}/webhook"
@@ -670,6 +672,6 @@ async def test_a_refused_large_body_is_never_read_and_its_connection_closes(
 
 async def test_a_small_refused_body_is_dropped_and_the_answer_read(hook):
     for _ in range(3):  # each on a connection of its own, each answered, none reset
-        status, content_type, text = await hook.post(task_document(),
-                                                     headers={HEADER: "guess"})
+        status, _, text = await hook.post(task_document(),
+                                          headers={HEADER: "guess"})
         assert (status, json.loads(text)) == (401, {"error": "unauthorized"})
