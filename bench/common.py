@@ -57,7 +57,9 @@ def write_config(path: Path, base: str, orgs: int, spaces: int, interval: float,
     path.write_text(yaml.safe_dump({
         "api": {"base_url": base, "token": "tok-secret-123", "timeout": "10s",
                 "max_requests_per_minute": 0},
-        "poll": {"interval": interval, "concurrency": concurrency, "max_staleness": "1h"},
+        # idle_interval may not be below the interval (startup's hour-long one)
+        "poll": {"interval": interval, "idle_interval": max(interval, 600),
+                 "concurrency": concurrency, "max_staleness": "1h"},
         "orgs": [{"handle": f"org{i}", "spaces": [
             {"name": f"space-{j}", "space_token": f"sp{i}_{j}"} for j in range(spaces)]}
             for i in range(orgs)],
