@@ -18,6 +18,7 @@ import logging
 import resource
 import ssl
 from asyncio.sslproto import SSLProtocol
+from collections.abc import Callable
 from typing import Protocol
 
 from aiohttp import web
@@ -155,10 +156,12 @@ class ConnectionLimit:
     still in their TLS handshake; over it, the oldest connection that has sent nothing goes."""
 
     def __init__(self, server: web.Server, limit: int = MAX_CONNECTIONS,
-                 tls: TlsProvider | None = None) -> None:
+                 tls: TlsProvider | None = None,
+                 admit: Callable[[], bool] | None = None) -> None:
         self._server = server
         self.limit = limit
         self._tls = tls
+        self._admit = admit  # False: refuse new connections at once (the app's own policy)
         self._open: dict[_Entry, None] = {}  # oldest first
         self._silent: dict[_Entry, None] = {}  # of those, the ones that sent no byte yet
         self._at_limit = False
@@ -169,6 +172,9 @@ class ConnectionLimit:
         return len(self._open)
 
     def __call__(self) -> asyncio.BaseProtocol:
+        if self._admit is not None and not self._admit():
+            self.refused += 1
+            return _Refused()
         if len(self._open) >= self.limit and not self._drop_oldest_silent():
             self.refused += 1
             self._limit_bites()
@@ -222,18 +228,20 @@ class BoundedSite(web.TCPSite):
     """A TCPSite whose connections are limited and whose TLS handshakes are timed."""
 
     def __init__(self, runner: web.AppRunner, host: str | None, port: int,
-                 tls: TlsProvider | None, limit: int) -> None:
+                 tls: TlsProvider | None, limit: int,
+                 admit: Callable[[], bool] | None = None) -> None:
         super().__init__(runner, host, port, reuse_address=True,
                          ssl_context=tls.context() if tls else None)
         self._tls = tls
         self._limit = limit
+        self._admit = admit
         self.factory: ConnectionLimit | None = None
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with its runner
         server = self._runner.server
         assert server is not None
-        self.factory = ConnectionLimit(server, self._limit, self._tls)
+        self.factory = ConnectionLimit(server, self._limit, self._tls, self._admit)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             self.factory, self._host, self._port, backlog=self._backlog, reuse_address=True)
@@ -249,11 +257,13 @@ class BoundedSite(web.TCPSite):
 async def run_web(app: web.Application, host: str | None, port: int,
                   tls: TlsProvider | ssl.SSLContext | None = None,
                   max_connections: int = MAX_CONNECTIONS,
-                  idle_timeout: float = IDLE_TIMEOUT) -> web.AppRunner:
+                  idle_timeout: float = IDLE_TIMEOUT,
+                  admit: Callable[[], bool] | None = None) -> web.AppRunner:
+    """``admit``: asked for each new connection; False refuses it before any HTTP or TLS."""
     raise_open_file_limit()
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5,
                            keepalive_timeout=idle_timeout)
     await runner.setup()
     provider = FixedTls(tls) if isinstance(tls, ssl.SSLContext) else tls
-    await BoundedSite(runner, host, port, provider, max_connections).start()
+    await BoundedSite(runner, host, port, provider, max_connections, admit).start()
     return runner

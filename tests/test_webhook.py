@@ -675,3 +675,16 @@ async def test_a_small_refused_body_is_dropped_and_the_answer_read(hook):
         status, _, text = await hook.post(task_document(),
                                           headers={HEADER: "guess"})
         assert (status, json.loads(text)) == (401, {"error": "unauthorized"})
+
+
+async def test_past_its_refusals_a_second_the_listener_refuses_connections_before_http(hook):
+    receiver = hook.service.receiver
+    receiver._refusals = RateLimiter(RateLimit(interval=0.5, burst=3))
+    for index in range(3):
+        assert (await hook.post(task_document(f"T{index}"), headers={HEADER: "guess"}))[0] \
+            == 401
+    with pytest.raises(aiohttp.ClientError):  # aborted at accept: no HTTP at all
+        await hook.post(task_document("T9"))
+    assert hook.requests("unauthorized") == 3 and hook.requests("accepted") == 0
+    await asyncio.sleep(0.6)  # the refusals' rate fell: deliveries are taken again
+    assert (await hook.post(task_document("T10")))[0] == 200

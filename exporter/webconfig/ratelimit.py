@@ -16,12 +16,19 @@ class RateLimiter:
         self._tokens = float(limit.burst)
         self._last = clock()
 
-    def allow(self) -> bool:
+    def _refill(self) -> None:
         now = self._clock()
         elapsed, self._last = now - self._last, now
         self._tokens = min(float(self._limit.burst),
                            self._tokens + elapsed / self._limit.interval)
+
+    def allow(self) -> bool:
+        self._refill()
         if self._tokens >= 1:
             self._tokens -= 1
             return True
         return False
+
+    def refund(self) -> None:
+        """Give back a token taken by ``allow()`` (never above the burst)."""
+        self._tokens = min(float(self._limit.burst), self._tokens + 1)

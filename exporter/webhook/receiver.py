@@ -34,6 +34,13 @@ BODY_TIMEOUT = 10.0  # a body that takes longer to arrive is dropped with its co
 # call, one at a time per call; a burst absorbs a campaign's start. The webhook's web config
 # may set another (``rate_limit``, as the exporter-toolkit writes it).
 RATE = RateLimit(interval=1 / 50, burst=500)
+# Refusals (forged, oversized, malformed) the receiver answers a second. Each new connection
+# takes one on accept and a delivery taken (accepted, duplicate, rate limited) gives it back;
+# past them, the listener refuses new connections before any HTTP until the rate falls, so a
+# flood costs an accept and an abort each, not a request's parsing, and scrapes keep the event
+# loop. Unpod's own deliveries during such a flood may be refused too (the analytics polling
+# still brings the figures).
+REFUSALS = RateLimit(interval=1 / 100, burst=200)
 
 # A refused body this small is read and dropped, so that the sender reads the answer (closing
 # a socket with unread data resets it); a larger one is never read: the connection is closed
@@ -78,15 +85,22 @@ class Receiver:
         self._dedup = dedup or Deduplicator()
         own = RateLimiter(RATE)
         self._limiter = limiter or (lambda: own)
+        self._refusals = RateLimiter(REFUSALS)
+
+    def admits(self) -> bool:
+        """For the listener: whether a new connection is taken (refusals within their rate)."""
+        return self._refusals.allow()
 
     async def _refuse(self, request: web.Request, result: str, status: int, message: str,
                       **headers: str) -> web.StreamResponse:
         self.metrics.count_request(result)
+        if result == "rate_limited":  # the sender holds the secret: not a flood to shed
+            self._refusals.refund()
         log.debug("webhook request refused", extra={"fields": {"result": result}})
         response = _answer(status, json.dumps({"error": message}), headers or None)
+        response.force_close()  # no keep-alive: a flood reconnects, and meets admits()
         if await _drained(request):
             return response
-        response.force_close()
         await response.prepare(request)
         await response.write_eof()
         if request.protocol is not None:
@@ -122,6 +136,7 @@ class Receiver:
             return await self._refuse(request, "invalid", 400, str(exc))
         finally:
             del body  # personal data: not a moment longer than parsing needs
+        self._refusals.refund()
         if not self._dedup.first(event.dedup_key()):
             self.metrics.count_request("duplicate")
             return _answer(200)

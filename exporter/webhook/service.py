@@ -55,7 +55,8 @@ class WebhookService:
             install(app, watcher, rate_limit=False)  # the receiver answers 429 itself
         host, port = self.config.address
         self._runner = await run_web(app, host, port, watcher if watcher and watcher.tls
-                                     else None, max_connections=MAX_CONNECTIONS)
+                                     else None, max_connections=MAX_CONNECTIONS,
+                                     admit=self.receiver.admits)
         log.info("webhook receiver listening", extra={"fields": {
             "address": self.config.listen_address, "path": self.config.path,
             "tls": bool(watcher and watcher.tls), "agents": len(self.config.agents)}})
