@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from exporter.backlog.wiring import plan_of, spaces_to_scan
 from exporter.config import BacklogConfig, ConfigError, parse_config_text
+from exporter.targets import build_targets
 
 BASE = """
 api: {token: tok-abc}
@@ -53,3 +55,16 @@ def test_errors_name_the_key(section, message):
 def test_an_orgs_backlog_is_a_boolean():
     with pytest.raises(ConfigError, match=r"^orgs\[0\]\.backlog: expected true or false"):
         parse_config_text(BASE.replace("  - handle: acme\n", "  - handle: acme\n    backlog: 0\n"))
+
+
+def test_the_spaces_the_scan_covers():
+    config = parse_config_text(BASE)
+    targets = build_targets(config)
+    assert {(t.org, t.space) for t in targets} >= {("acme", ""), ("globex", "survey")}
+    # spaces only (no org-wide backlog), and not those of an org with backlog: false
+    assert [(t.org, t.space) for t in spaces_to_scan(config, targets)] == [("acme", "sales")]
+    off = parse_config_text(BASE + "backlog: {enabled: false}\n")
+    assert spaces_to_scan(off, build_targets(off)) == []
+    plan = plan_of(parse_config_text(BASE + "poll: {max_staleness: 7m}\n"))
+    assert (plan.interval, plan.page_size, plan.max_requests, plan.max_staleness) == (
+        600.0, 50, 20, 420.0)
