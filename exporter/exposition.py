@@ -8,9 +8,12 @@ joined, and the same as a deflate block of its own (``exporter.gzipmember``), so
 is cached blocks stitched together: only the segments whose targets changed are compressed
 again, and the uncompressed body is never copied together unless a client asks for it.
 
-A scrape never waits for an assembly once a body exists: a body older than MAX_LAG is served
-once more while the next one is assembled beside it (so a body is at most MAX_LAG plus one
-assembly old). Only the first scrape, and the first after the target set changed, wait.
+While scrapes come often, a scrape never waits for an assembly: a body older than MAX_LAG
+(but younger than twice that) is served once more while the next one is assembled beside it,
+so a body is at most MAX_LAG plus one assembly old. A scrape waits for an assembly when there
+is no body for the current target set (the first scrape, and after a reload or discovery changed
+it), and when the last body is older than twice MAX_LAG: scrapes are rare then (Prometheus every
+15 s or more), and the body of the previous scrape would lag by a whole scrape interval.
 Text and OpenMetrics share the sample lines (for these gauges and counters they are
 identical) and differ in headers and ``# EOF``.
 """
@@ -310,15 +313,18 @@ class ExpositionCache:
     # --- serving ---------------------------------------------------------------------------
 
     async def get(self, openmetrics: bool) -> Exposition:
-        """The current body. One older than ``max_lag`` is served once more while the next
-        is assembled in the background; a scrape waits only when there is none for the
-        current target set (the first, and after a reload or discovery changed it)."""
+        """The current body (see the module docstring for when a scrape waits)."""
         for _ in range(3):  # the target set may change again while an assembly runs
             built = self._built.get(openmetrics)
             if built is not None and built.generation == self._store.generation:
-                if self._clock() - built.started >= self.max_lag:
+                age = self._clock() - built.started
+                if age < self.max_lag:
+                    return built.exposition
+                if age < 2 * self.max_lag:  # scrapes are frequent: serve it once more
                     self._assembly(openmetrics)
-                return built.exposition
+                    return built.exposition
+                # Scrapes are rare (Prometheus every 15 s or more): a body assembled at the
+                # previous scrape would lag by a whole scrape interval, so wait for a fresh one.
             # shielded: a scrape that gives up does not cancel the assembly it waited for
             exposition = await asyncio.shield(self._assembly(openmetrics))
         return exposition

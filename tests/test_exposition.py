@@ -145,3 +145,19 @@ async def test_lag_is_a_second_whatever_the_poll_interval():
         await cache.settle()
     clock.now = assembled + MAX_LAG
     assert b'unpod_org_calls{org="org0"} 10.0' in (await settled(cache, openmetrics=False)).text
+
+
+async def test_a_rare_scrape_gets_fresh_figures_not_the_previous_scrapes_body():
+    """Prometheus scrapes every 15 s or more: serving the body assembled at the previous scrape
+    would lag the snapshots by a whole scrape interval, not by a second."""
+    clock = Clock()
+    store = SnapshotStore(max_staleness=300, clock=clock)
+    cache = ExpositionCache(store, make_registry(store, targets=False), clock=clock)
+    [target] = targets(1)
+    store.set_targets([target])
+    store.record(target, parse_analytics(analytics(calls=1)), 0.1)
+    assert b'unpod_org_calls{org="org0"} 1.0' in (await cache.get(openmetrics=False)).text
+    clock.now += 15
+    store.record(target, parse_analytics(analytics(calls=2)), 0.1)
+    clock.now += 15  # the next scrape, half a minute after the first
+    assert b'unpod_org_calls{org="org0"} 2.0' in (await cache.get(openmetrics=False)).text
