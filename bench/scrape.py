@@ -60,7 +60,8 @@ async def main(args: argparse.Namespace) -> None:
     procs = [fake]
     try:
         tmp = Path(tempfile.mkdtemp())
-        config = write_config(tmp / "config.yaml", base, args.orgs, args.spaces, interval=30)
+        config = write_config(tmp / "config.yaml", base, args.orgs, args.spaces,
+                              interval=args.interval)
         port, stock_port, bare_port = free_port(), free_port(), free_port()
         procs.append(subprocess.Popen([PYTHON, str(ROOT / "bench/stock_server.py"),
                                        "--config", str(config), "--port", str(stock_port)]))
@@ -114,4 +115,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--interval", type=float, default=30,
+                        help="poll interval (3600: the scrape path alone, without polling)")
     asyncio.run(main(parser.parse_args()))
