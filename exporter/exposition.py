@@ -159,7 +159,8 @@ class ExpositionCache:
         self._rest = rest
         self._clock = clock
         self.max_lag = MAX_LAG
-        self._visible: dict[Key, bool] = {}  # analytics shown when last rendered
+        # targets whose analytics were shown when last rendered: their last success then
+        self._visible: dict[Key, float] = {}
         self._dirty: set[Key] = set()
         self._segments: list[_Segment] = []
         self._segment_of: dict[Key, tuple[int, int]] = {}  # segment, position in it
@@ -179,10 +180,14 @@ class ExpositionCache:
 
     def check_staleness(self) -> None:
         """Re-render targets whose analytics became stale (run on a timer)."""
-        now = self._store.clock()
-        for state in self._store.states():
-            key = state.target.key
-            if self._visible.get(key) and self._store.fresh_analytics(state, now) is None:
+        store = self._store
+        now = store.clock()
+        # analytics are never stale before max_staleness (stale_after is at least that): only
+        # those older are looked up, not every target every second
+        old = now - store.max_staleness
+        for key, last_success in self._visible.items():
+            if last_success < old and (state := store.get(key)) is not None \
+                    and store.fresh_analytics(state, now) is None:
                 self._dirty.add(key)
 
     # --- rendering (event loop) ------------------------------------------------------------
@@ -239,7 +244,10 @@ class ExpositionCache:
                 current, fresh = segment, {}
             samples, visible = target_samples(self._store, state, now)
             lines = render_target_lines(state.target, samples)
-            self._visible[key] = visible
+            if visible and state.last_success is not None:
+                self._visible[key] = state.last_success
+            else:
+                self._visible.pop(key, None)
             before = self._segments[segment].lines_of(position)
             changed = {n for n in before.keys() | lines.keys() if before.get(n) != lines.get(n)}
             if changed or self._dirty_segments.get(segment, ()) is None:
