@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
+import itertools
 import logging
 import time
 from collections import Counter
@@ -59,8 +61,16 @@ class BacklogScanner:
         self._plan = ScanPlan(600.0, 50, 20, 300.0)
         self._spaces: dict[Key, Target] = {}
         self._due: dict[Key, float] = {}
+        # The loop wakes for every scan that ends (many a second with thousands of spaces):
+        # it looks at the earliest due times and the oldest successes, never at every space.
+        # Entries no longer current (a space rescheduled, removed, scanned again) are dropped
+        # when they come up.
+        self._due_heap: list[tuple[float, int, Key]] = []
+        self._seq = itertools.count()  # equal due times in the order they were set
         self._inflight: dict[Key, asyncio.Task[None]] = {}
         self._shown: set[Key] = set()  # spaces whose backlog figures are on /metrics
+        self._successes: list[tuple[float, Key]] = []  # (last success, space) of shown ones
+        self._counts: Counter[TokenSource] = Counter()  # spaces per token source
         self._spares: Mapping[TokenSource, Spare] = {}
         self._intervals: dict[TokenSource, float] = {}  # effective, per token source
         self._per_scan: float | None = None
@@ -81,11 +91,17 @@ class BacklogScanner:
             self._shown.discard(key)
             self._store.set_backlog(key, None)
         self._spaces = fresh
+        self._counts = Counter(target.token for target in fresh.values())
         self.set_spares(self._spares if spares is None else spares)
         now = self._monotonic()
         for rank, (key, target) in enumerate(fresh.items()):
-            self._due.setdefault(key, now + self.interval_for(target) * rank / len(fresh))
+            if key not in self._due:
+                self._set_due(key, now + self.interval_for(target) * rank / len(fresh))
         self._wake.set()
+
+    def _set_due(self, key: Key, due: float) -> None:
+        self._due[key] = due
+        heapq.heappush(self._due_heap, (due, next(self._seq), key))
 
     def set_spares(self, spares: Mapping[TokenSource, Spare]) -> None:
         self._spares = spares
@@ -97,10 +113,9 @@ class BacklogScanner:
 
     def _restretch(self) -> None:
         per_scan = self._per_scan if self._per_scan is not None else FIRST_ESTIMATE
-        counts = Counter(target.token for target in self._spaces.values())
         intervals = {token: scan_interval(self._plan.interval, count, per_scan,
                                           *self._spares.get(token, NO_CAP))
-                     for token, count in counts.items()}
+                     for token, count in self._counts.items()}
         if intervals != self._intervals:
             log.debug("backlog intervals", extra={"fields": {
                 "longest": f"{max(intervals.values(), default=self._plan.interval):.0f}s",
@@ -116,21 +131,34 @@ class BacklogScanner:
         while True:
             now = self._monotonic()
             self._withdraw_stale()
-            for key in sorted(self._due, key=self._due.__getitem__):
-                if len(self._inflight) >= SCANS_AT_ONCE or self._due[key] > now:
-                    break
-                if key not in self._inflight:
-                    self._start(self._spaces[key], now)
+            while len(self._inflight) < SCANS_AT_ONCE and (
+                    (first := self._first_waiting()) is not None and first[0] <= now):
+                self._start(self._spaces[first[2]], now)
             self._wake.clear()
-            waiting = [due for key, due in self._due.items() if key not in self._inflight]
-            wake_at = min([now + WATCH_GRAIN, *waiting]) if len(self._inflight) < SCANS_AT_ONCE \
-                else now + WATCH_GRAIN
+            first = self._first_waiting() if len(self._inflight) < SCANS_AT_ONCE else None
+            wake_at = now + WATCH_GRAIN if first is None else min(now + WATCH_GRAIN, first[0])
             timer = loop.call_later(max(0.0, wake_at - now), self._wake.set)
             await self._wake.wait()
             timer.cancel()
 
+    def _current_top(self) -> tuple[float, int, Key] | None:
+        """The earliest entry of the due heap that is still a space's due time."""
+        heap = self._due_heap
+        while heap and self._due.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+    def _first_waiting(self) -> tuple[float, int, Key] | None:
+        """The entry of the space not in flight that is due earliest."""
+        aside = []  # spaces in flight still at the top (at most SCANS_AT_ONCE of them)
+        while (top := self._current_top()) is not None and top[2] in self._inflight:
+            aside.append(heapq.heappop(self._due_heap))
+        for entry in aside:
+            heapq.heappush(self._due_heap, entry)
+        return top
+
     def _start(self, target: Target, now: float) -> None:
-        self._due[target.key] = now + self.interval_for(target)
+        self._set_due(target.key, now + self.interval_for(target))
         task = asyncio.create_task(self._scan(target), name=f"backlog {target.describe()}")
         self._inflight[target.key] = task
         task.add_done_callback(functools.partial(self._forget, target.key))
@@ -146,11 +174,16 @@ class BacklogScanner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _withdraw_stale(self) -> None:
-        now = self._clock()
-        for key in list(self._shown):
+        """Withdraw the shown backlogs whose last success is too old: only the oldest
+        successes are looked at (a newer one of the same space is further in the heap)."""
+        now, stale_after = self._clock(), self._store.backlog_stale_after
+        while self._successes and now - self._successes[0][0] > stale_after:
+            key = heapq.heappop(self._successes)[1]
+            if key not in self._shown:
+                continue
             state = self._store.get(key)
             backlog = state.backlog if state is not None else None
-            if backlog is None or visible(backlog, now, self._store.backlog_stale_after) is None:
+            if backlog is None or visible(backlog, now, stale_after) is None:
                 self._shown.discard(key)
                 self._store.set_backlog(key, backlog)  # re-rendered without its figures
 
@@ -188,8 +221,8 @@ class BacklogScanner:
                     "http_status": result.error.http_status}})
         else:
             agent_error = result.agent_error.reason if result.agent_error else None
-            after = succeeded(before, result.snapshot, self._clock(), result.requests,
-                              agent_error)
+            now = self._clock()
+            after = succeeded(before, result.snapshot, now, result.requests, agent_error)
             if before.last_error is not None:
                 log.info("backlog scan recovered", extra={"fields": fields})
             log.debug("backlog scanned", extra={"fields": {
@@ -197,6 +230,7 @@ class BacklogScanner:
                 "complete": result.snapshot.complete,
                 "agent_lists": "failed" if result.agent_error else "read"}})
             self._shown.add(target.key)
+            heapq.heappush(self._successes, (now, target.key))
         self._store.set_backlog(target.key, after)
         self._per_scan = mean_requests(self._per_scan, result.requests)
         self._restretch()
