@@ -138,6 +138,46 @@ async def test_a_failing_space_keeps_its_figures_until_stale_then_loses_them(wor
     assert errors() >= 2  # the counter stays
 
 
+async def test_a_space_scanned_again_keeps_its_figures_past_its_first_success(world):
+    # Withdrawal looks at the oldest successes only: a newer success of the same space must
+    # keep it shown until that one is too old, and then re-render it without its figures
+    # (the cached exposition renders only what the store says changed; no scan in between).
+    seed(world)
+    cache = ExpositionCache(world.store, make_registry(world.store, targets=False))
+    labels = {"org": "acme", "space": "survey"}
+    monotonic = [0.0]
+    scanner = BacklogScanner(world.store, world.fetch_for, lambda _: False,
+                             clock=lambda: world.now, monotonic=lambda: monotonic[0])
+
+    async def shown() -> float | None:
+        text = (await cache.get(False)).text.decode()
+        return value(parse_metrics(text), "unpod_backlog_open_runs", **labels)
+
+    def last_success() -> float | None:
+        return value(world.metrics(), "unpod_backlog_scan_last_success_timestamp_seconds",
+                     **labels)
+
+    task = asyncio.create_task(scanner.run())
+    try:
+        scanner.configure(ScanPlan(60.0, 50, 20, 10.0), [STUCK])  # stale after 70 s
+        first = world.now
+        await wait_for(lambda: last_success() == first, what="a first success")
+        world.now, monotonic[0] = first + 40, 60.0  # the next scan due
+        await wait_for(lambda: last_success() == first + 40, what="a second success")
+        world.now = first + 71  # the first success too old, the second not
+        await asyncio.sleep(1.2)  # past a look at staleness (at least one a second)
+        assert await shown() == 1
+        world.now = first + 40 + 71  # the second too old too
+        deadline = time.monotonic() + 5
+        while await shown() is not None:
+            assert time.monotonic() < deadline, "never withdrawn from the cached exposition"
+            await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await scanner.stop()
+
+
 async def test_a_space_no_longer_scanned_loses_its_series(world):
     seed(world)
     world.scanner.configure(ScanPlan(1.0, 50, 20, 300.0), [STUCK, BUSY])

@@ -69,7 +69,10 @@ class BacklogScanner:
         self._seq = itertools.count()  # equal due times in the order they were set
         self._inflight: dict[Key, asyncio.Task[None]] = {}
         self._shown: set[Key] = set()  # spaces whose backlog figures are on /metrics
-        self._successes: list[tuple[float, Key]] = []  # (last success, space) of shown ones
+        # (last success, space) of shown spaces, one entry each: a space scanned again since
+        # is pushed back with its newer success when its entry comes up
+        self._successes: list[tuple[float, Key]] = []
+        self._queued: dict[Key, float] = {}  # the time of each space's entry in _successes
         self._counts: Counter[TokenSource] = Counter()  # spaces per token source
         self._spares: Mapping[TokenSource, Spare] = {}
         self._intervals: dict[TokenSource, float] = {}  # effective, per token source
@@ -89,6 +92,7 @@ class BacklogScanner:
         for key in set(self._spaces) - set(fresh):
             self._due.pop(key, None)
             self._shown.discard(key)
+            self._queued.pop(key, None)
             self._store.set_backlog(key, None)
         self._spaces = fresh
         self._counts = Counter(target.token for target in fresh.values())
@@ -178,14 +182,21 @@ class BacklogScanner:
         successes are looked at (a newer one of the same space is further in the heap)."""
         now, stale_after = self._clock(), self._store.backlog_stale_after
         while self._successes and now - self._successes[0][0] > stale_after:
-            key = heapq.heappop(self._successes)[1]
-            if key not in self._shown:
-                continue
+            queued, key = heapq.heappop(self._successes)
+            if self._queued.get(key) != queued:
+                continue  # no longer shown, or queued again since
+            del self._queued[key]
             state = self._store.get(key)
             backlog = state.backlog if state is not None else None
             if backlog is None or visible(backlog, now, stale_after) is None:
                 self._shown.discard(key)
                 self._store.set_backlog(key, backlog)  # re-rendered without its figures
+            elif backlog.last_success is not None:  # scanned again: look again when that ages
+                self._queue_success(key, backlog.last_success)
+
+    def _queue_success(self, key: Key, when: float) -> None:
+        self._queued[key] = when
+        heapq.heappush(self._successes, (when, key))
 
     # --- one scan --------------------------------------------------------------------------
 
@@ -230,7 +241,8 @@ class BacklogScanner:
                 "complete": result.snapshot.complete,
                 "agent_lists": "failed" if result.agent_error else "read"}})
             self._shown.add(target.key)
-            heapq.heappush(self._successes, (now, target.key))
+            if target.key not in self._queued:
+                self._queue_success(target.key, now)
         self._store.set_backlog(target.key, after)
         self._per_scan = mean_requests(self._per_scan, result.requests)
         self._restretch()
