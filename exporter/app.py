@@ -17,8 +17,9 @@ from exporter.client import close_quietly
 from exporter.clients import ApiClients
 from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.collector import UnpodCollector
-from exporter.config import Config, ConfigError, TokenSource
+from exporter.config import Config, TokenSource
 from exporter.discovery import Discoverer
+from exporter.discovery_loop import DiscoveryLoop
 from exporter.exposition import ExpositionCache
 from exporter.freshness import Freshness
 from exporter.gate import RequestGate
@@ -26,6 +27,7 @@ from exporter.plan import BudgetPlan, plan_budget
 from exporter.poller import Poller
 from exporter.probe import MAX_WAIT, Prober, Refusal, probe_wait
 from exporter.readiness import all_explained, pause_of
+from exporter.reload import Reloader
 from exporter.scheduler import Scheduler
 from exporter.server import make_app
 from exporter.sharding import Shard
@@ -70,10 +72,9 @@ class Exporter:
         self._plan = BudgetPlan(caps=(0, None), stretches={}, intervals={}, idle_factors={},
                                 accounting=frozenset(), probe_spare={})  # until start()
         self._tick = 1.0  # seconds between two looks at staleness and demand
-        self._discoverer: Discoverer | None = None
-        self._discovery_task: asyncio.Task[None] | None = None
-        self._discovery_pending = config.discovery is not None
+        self._discovery: DiscoveryLoop | None = None
         self._config_loader = config_loader
+        self._reloader: Reloader | None = None
         self.store = SnapshotStore(config.poll.max_staleness)
         self.tokens = TokenReader()
         # Off unless configured; built now so that an unreadable secret stops the start.
@@ -108,7 +109,8 @@ class Exporter:
         if self._stopping:
             return False
         if not self._ready:
-            self._ready = (self._scheduler is not None and not self._discovery_pending
+            self._ready = (self._scheduler is not None and self._discovery is not None
+                           and not self._discovery.pending
                            and all_explained(self.store.states(), self.waiting))
         return self._ready
 
@@ -202,8 +204,14 @@ class Exporter:
                               freshness=self.freshness, clock=clock)
         self._prober = Prober(poller=self._poller, scheduler=self._scheduler, store=self.store,
                               concurrency=config.poll.concurrency, clock=clock)
-        self._discoverer = Discoverer(gate=self._gate, client=clients.analytics,
-                                      tokens=self.tokens, store=self.store)
+        self._discovery = discovery = DiscoveryLoop(
+            Discoverer(gate=self._gate, client=clients.analytics, tokens=self.tokens,
+                       store=self.store),
+            self._discovered_lists, pending=config.discovery is not None)
+        if self._config_loader is not None:
+            self._reloader = Reloader(load=self._config_loader, clients=clients,
+                                      gate=self._gate, auth_backoff=self._poller.auth_backoff,
+                                      discovery=discovery, store=self.store, adopt=self._adopt)
         gateway = BacklogGateway(gate=self._gate, client=clients.backlog,
                                  tokens=self.tokens, store=self.store,
                                  auth_backoff=self._poller.auth_backoff)
@@ -217,18 +225,13 @@ class Exporter:
         stack.push_async_callback(self._stop_polls, self._scheduler, loop)
         stack.push_async_callback(_cancel, asyncio.create_task(self._watch_staleness(),
                                                                name="staleness"))
-        stack.push_async_callback(self._stop_discovery)
-        self._start_discovery()
+        stack.push_async_callback(discovery.stop)
+        discovery.restart(config)
 
     async def _stop_polls(self, scheduler: Scheduler, loop: asyncio.Task[None]) -> None:
         """Polls in flight get the shutdown's grace to finish; then the loop ends."""
         await scheduler.stop(self._grace)
         await _cancel(loop)
-
-    async def _stop_discovery(self) -> None:
-        task, self._discovery_task = self._discovery_task, None
-        if task is not None:
-            await _cancel(task)
 
     async def _watch_staleness(self) -> None:
         """Withdraw stale analytics on a timer, not only when a poll ends; stretch intervals
@@ -240,26 +243,15 @@ class Exporter:
             if self._plan.capped and self.freshness.demand_version != self._plan.demand_version:
                 self._replan()
 
-    def _start_discovery(self) -> None:
-        if self._discovery_task is not None:
-            self._discovery_task.cancel()
-            self._discovery_task = None
-        if self.config.discovery is not None:
-            self._discovery_task = asyncio.create_task(self._discover(), name="discovery")
+    def _discovered_lists(self, discovered: Discovered) -> None:
+        """A discovery round ended: the targets it gives, under a plan for them."""
+        self._discovered = discovered
+        self._apply(self.config, announce=False)
 
-    async def _discover(self) -> None:
-        """Re-read the organization and space lists every discovery interval."""
-        assert self._discoverer is not None
-        while True:
-            config = self.config
-            assert config.discovery is not None
-            try:
-                self._discovered = await self._discoverer.run(config)
-            except Exception:  # a bug must not stop discovery for good
-                log.exception("discovery crashed; keeping the last known targets")
-            self._discovery_pending = False
-            self._apply(config, announce=False)
-            await asyncio.sleep(config.discovery.interval)
+    def _adopt(self, config: Config) -> None:
+        """A reloaded config becomes the running one."""
+        self.config = config
+        self._apply(config, announce=True)
 
     def _apply(self, config: Config, announce: bool) -> None:
         """Point the parts at a config and the discovered targets (this shard's), under a
@@ -330,28 +322,11 @@ class Exporter:
                                         probe_wait(scrape_timeout, self.probe_budget_wait))
 
     def reload(self) -> str | None:
-        """Re-read the config; apply it only if valid. Returns the error text, or None."""
-        if self._config_loader is None or self._clients is None or self._poller is None:
+        """Re-read the config; apply it only if valid (``exporter.reload``). Returns the
+        error text, or None."""
+        if self._reloader is None:
             return "reload is not available"
-        try:
-            config = self._config_loader()
-            self._clients.use(config)  # CA files may be new
-        except ConfigError as exc:
-            self.store.mark_reload(False)
-            log.error("config reload failed, keeping the running config",
-                      extra={"fields": {"error": str(exc)}})
-            return str(exc)
-        if config.webhook != self.config.webhook:
-            log.warning("the webhook section changed: it applies at the next restart")
-        if config.poll.concurrency != self.config.poll.concurrency:
-            self.gate.set_concurrency(config.poll.concurrency)
-        self._poller.auth_backoff.reset()
-        self.config = config
-        self._apply(config, announce=True)
-        self._start_discovery()
-        self.store.mark_reload(True)
-        log.info("config reloaded", extra={"fields": {"targets": len(self.store.states())}})
-        return None
+        return self._reloader.reload(self.config)
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop everything ``start`` started, in reverse order; in-flight polls get ``grace``
