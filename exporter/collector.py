@@ -11,7 +11,6 @@ from prometheus_client.samples import Sample
 from exporter import __version__
 from exporter.analytics import Analytics
 from exporter.backlog.metrics import BACKLOG_FAMILIES, backlog_samples
-from exporter.client import REASONS
 from exporter.store import SnapshotStore, TargetState
 from exporter.targets import ORG_WIDE, Target
 
@@ -132,7 +131,7 @@ def _health_samples(state: TargetState) -> list[TargetSample]:
     if state.poll_duration is not None:
         samples.append(("unpod_poll_duration_seconds", None, state.poll_duration))
     samples.extend(("unpod_poll_errors", ("reason", reason), count)
-                   for reason, count in zip(REASONS, state.errors, strict=True))
+                   for reason, count in state.errors.pairs())
     return samples
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 from exporter.analytics import Analytics
 from exporter.backlog.snapshot import BacklogState
 from exporter.client import ApiError
-from exporter.reasons import REASONS
+from exporter.reasons import ErrorCounts
 from exporter.targets import Target
 
-_NO_ERRORS = tuple(0 for _ in REASONS)
+_NO_ERRORS = ErrorCounts()
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class TargetState:
     attempted: bool = False
     up: bool = False
     poll_duration: float | None = None
-    errors: tuple[int, ...] = _NO_ERRORS  # per reason, in REASONS order
+    errors: ErrorCounts = _NO_ERRORS  # failed polls by reason
     last_error: ApiError | None = None
     last_polled: float | None = None  # Unix time of the last successful request (last_success
     # also moves when change-driven polling confirms the target without one)
@@ -130,10 +130,8 @@ class SnapshotStore:
             return None
         now = self.clock()
         if isinstance(outcome, ApiError):
-            errors = list(before.errors)
-            errors[REASONS.index(outcome.reason)] += 1
             after = replace(before, attempted=True, up=False, poll_duration=duration,
-                            errors=tuple(errors), last_error=outcome)
+                            errors=before.errors.added(outcome.reason), last_error=outcome)
         else:
             after = replace(before, attempted=True, up=True, poll_duration=duration,
                             analytics=outcome, last_success=now, last_polled=now,

@@ -232,7 +232,7 @@ def test_state_keeps_the_last_snapshot_until_it_is_stale():
     snapshot = tally.snapshot(never_secret, complete=True, agents_read=True)
     state = succeeded(BacklogState(), snapshot, T0, requests=3)
     state = failed(state, "timeout", requests=3)
-    assert state.last_error == "timeout" and sum(state.errors) == 1
+    assert state.last_error == "timeout" and sum(state.errors.values()) == 1
     limit = stale_after(600, 300)
     assert visible(state, T0 + limit, limit) is snapshot
     assert visible(state, T0 + limit + 1, limit) is None

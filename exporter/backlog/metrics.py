@@ -5,7 +5,6 @@ there is no org-wide backlog)."""
 from __future__ import annotations
 
 from exporter.backlog.snapshot import BacklogState, visible
-from exporter.reasons import REASONS
 
 # (name, type, help), in exposition order; counters without their suffix.
 BACKLOG_FAMILIES: tuple[tuple[str, str, str], ...] = (
@@ -75,5 +74,5 @@ def backlog_samples(state: BacklogState | None, now: float, stale_after: float) 
         samples.append(("unpod_backlog_scan_last_success_timestamp_seconds", None,
                         state.last_success))
     samples.extend(("unpod_backlog_scan_errors", ("reason", reason), count)
-                   for reason, count in zip(REASONS, state.errors, strict=True))
+                   for reason, count in state.errors.pairs())
     return samples

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from exporter.reasons import REASONS
+from exporter.reasons import ErrorCounts
 
-_NO_ERRORS = tuple(0 for _ in REASONS)
+_NO_ERRORS = ErrorCounts()
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,13 @@ class BacklogState:
 
     snapshot: BacklogSnapshot | None = None
     last_success: float | None = None  # Unix time
-    errors: tuple[int, ...] = _NO_ERRORS  # per reason, in REASONS order
+    errors: ErrorCounts = _NO_ERRORS  # failed scans by reason
     last_error: str | None = None  # the reason of the last failed scan, None after a success
     requests: int = 0  # of the last scan, for the cost estimate
 
 
-def _counted(errors: tuple[int, ...], reason: str | None) -> tuple[int, ...]:
-    if reason is None:
-        return errors
-    counts = list(errors)
-    counts[REASONS.index(reason)] += 1
-    return tuple(counts)
+def _counted(errors: ErrorCounts, reason: str | None) -> ErrorCounts:
+    return errors if reason is None else errors.added(reason)
 
 
 def succeeded(state: BacklogState, snapshot: BacklogSnapshot, now: float, requests: int,
