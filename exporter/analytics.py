@@ -41,7 +41,7 @@ class NoAnalytics(ValueError):
     a space without runs answers empty figures instead."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Analytics:
     shape: Shape
     total_calls: int | None

@@ -21,7 +21,7 @@ from exporter.targets import Target
 _NO_ERRORS = ErrorCounts()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetState:
     target: Target
     analytics: Analytics | None = None

@@ -21,7 +21,7 @@ class TargetKey(NamedTuple):
     space: str  # ORG_WIDE for the org-wide target
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     org: str
     space: str  # configured space name, or ORG_WIDE

@@ -10,7 +10,7 @@ from exporter.reasons import ErrorCounts
 _NO_ERRORS = ErrorCounts()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BacklogSnapshot:
     open_runs: int
     tasks: tuple[tuple[str, int], ...]  # by status: the known ones first, then others sorted
@@ -22,7 +22,7 @@ class BacklogSnapshot:
     ignored_statuses: int = 0  # dropped by the name rule or the cap
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BacklogState:
     """A space's scans: the last good snapshot, when it was taken, failures by reason."""
 

@@ -37,7 +37,7 @@ from exporter.targets import ORG_WIDE, Target, TargetKey
 REFRESH_MARGIN = 0.05  # of an interval: the idle refresh is sent this much before it is late
 
 
-@dataclass
+@dataclass(slots=True)
 class _Org:
     figures: Analytics | None = None  # the last org-wide snapshot
     healthy: bool = False  # the last org-wide poll succeeded: its figures can be trusted
@@ -46,7 +46,7 @@ class _Org:
     ledger: Ledger = field(default_factory=Ledger)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Space:
     polled_at: float  # monotonic time of the last successful request
     changed_at: float = -math.inf  # when its own figures last changed (activity order)

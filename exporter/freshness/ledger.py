@@ -48,7 +48,7 @@ class Settled:
     explained: tuple[TargetKey, ...] = ()
 
 
-@dataclass
+@dataclass(slots=True)
 class Ledger:
     unexplained: Counts | None = None  # org-wide changes less the spaces' since (None: unknown)
     held: list[TargetKey] = field(default_factory=list)  # quiet spaces waiting for it
