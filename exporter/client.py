@@ -230,7 +230,7 @@ def interpret(http_status: int, raw: bytes,
     except NoAnalytics:
         detail = f": {api_message}" if api_message else ""
         return ApiError(Reason.NO_DATA, f"HTTP {http_status}, data is null{detail}", http_status)
-    except ValueError as exc:
+    except (ValueError, ArithmeticError) as exc:  # OverflowError is not a ValueError
         return ApiError(Reason.INVALID_RESPONSE, f"HTTP {http_status}: {exc}", http_status)
 
 

@@ -55,6 +55,7 @@ def test_times_read(text, expected):
 @pytest.mark.parametrize("garbage", [
     None, True, "", "yesterday", "2026-13-01T00:00:00", "2026-03-01T09:30:00+25:00",
     math.nan, math.inf, -1, 1e300, "9" * 80, [T0], {"$date": T0}, "0x10", "1e9",
+    10 ** 400,  # a JSON integer too large for a float: OverflowError, not ValueError
 ])
 def test_unreadable_times_are_none(garbage):
     assert parse_time(garbage) is None

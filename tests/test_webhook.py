@@ -229,6 +229,24 @@ async def test_malformed_bodies_are_400(hook, body):
     assert hook.requests("invalid") == 1
 
 
+async def test_a_body_that_does_not_decode_is_400_with_the_secret_and_401_without(hook):
+    """aiohttp raises on a Content-Encoding the body does not follow; that is the sender's
+    fault, answered and counted, never a 500 with a traceback."""
+    garbled = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    async with hook.session.post(hook.url, data=b"not gzip at all",
+                                 headers={**GOOD, **garbled}) as resp:
+        assert resp.status == 400
+    async with hook.session.post(hook.url, data=b"not gzip at all", headers=garbled) as resp:
+        assert resp.status == 401
+    assert hook.requests("invalid") == 1 and hook.requests("unauthorized") == 1
+
+
+async def test_a_time_too_large_for_a_float_leaves_the_duration_out(hook):
+    event = call_event("call_hang_up", start_time=10 ** 400, end_time=10 ** 400 + 5)
+    assert (await hook.post(event))[0] == 200
+    assert hook.requests("accepted") == 1
+
+
 async def test_past_its_own_rate_limit_deliveries_get_429(hook):
     limiter = RateLimiter(RateLimit(interval=60, burst=2))
     hook.service.receiver._limiter = lambda: limiter

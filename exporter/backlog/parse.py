@@ -78,7 +78,10 @@ def parse_time(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # a JSON integer too large for a float
+            return None
         return seconds if math.isfinite(seconds) and 0 <= seconds <= _MAX_EPOCH else None
     if not isinstance(value, str) or len(value) > _MAX_TIME_TEXT:
         return None

@@ -97,7 +97,10 @@ def _time(value: object) -> datetime | float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) and value > 0 else None
+        try:
+            return float(value) if math.isfinite(value) and value > 0 else None
+        except OverflowError:  # a JSON integer too large for a float
+            return None
     if not isinstance(value, str) or len(value) > 64:
         return None
     try:

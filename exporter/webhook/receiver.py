@@ -69,8 +69,8 @@ async def _drained(request: web.Request) -> bool:
         async with asyncio.timeout(DRAIN_TIMEOUT):
             while await request.content.readany():
                 pass
-    except (TimeoutError, ConnectionError):
-        return False
+    except (TimeoutError, ConnectionError, web.RequestPayloadError):
+        return False  # a body that does not decode is not read further either
     return request.content.is_eof()
 
 
@@ -108,7 +108,8 @@ class Receiver:
         return response
 
     async def _body(self, request: web.Request) -> bytes | None:
-        """The body, or None when it is over MAX_BODY (counted as it arrives)."""
+        """The body, or None when it is over MAX_BODY (counted as it arrives). Raises
+        ``web.RequestPayloadError`` when it does not decode (Content-Encoding, chunking)."""
         length = request.content_length
         if length is not None and length > MAX_BODY:
             return None
@@ -128,6 +129,8 @@ class Receiver:
             body = await self._body(request)
         except TimeoutError:
             return await self._refuse(request, "invalid", 400, "body too slow")
+        except web.RequestPayloadError:
+            return await self._refuse(request, "invalid", 400, "body does not decode")
         if body is None:
             return await self._refuse(request, "too_large", 413, "body over 1 MiB")
         try:
