@@ -32,7 +32,7 @@ from exporter.scheduler import Scheduler
 from exporter.server import make_app
 from exporter.sharding import Shard
 from exporter.store import SnapshotStore
-from exporter.targets import Discovered, Target, build_targets
+from exporter.targets import Discovered, Target, TargetKey, build_targets
 from exporter.tokens import TokenReader
 from exporter.webconfig import WebConfigWatcher
 from exporter.webhook import PollTrigger, WebhookService
@@ -142,7 +142,7 @@ class Exporter:
         assert self._prober is not None, "start() first"
         return self._prober
 
-    def _event_cooldown(self, key: tuple[str, str]) -> float:
+    def _event_cooldown(self, key: TargetKey) -> float:
         """Events make a target due at most once per this share of its effective interval."""
         target = self._scheduler.target(key) if self._scheduler is not None else None
         interval = self.scheduler.interval(target) if target is not None \

@@ -12,7 +12,7 @@ from exporter import __version__
 from exporter.analytics import Analytics
 from exporter.backlog.metrics import BACKLOG_FAMILIES, backlog_samples
 from exporter.store import SnapshotStore, TargetState
-from exporter.targets import ORG_WIDE, Target
+from exporter.targets import ORG_WIDE, Target, TargetKey
 
 # Per-target families in exposition order: (name, type, help). Counters are named without
 # their suffix, as prometheus_client wants: unpod_poll_errors exposes unpod_poll_errors_total.
@@ -193,7 +193,7 @@ class UnpodCollector(Collector):
     ``targets=False``, the exporter's own metrics alone (the cached exposition renders the
     targets itself)."""
 
-    def __init__(self, store: SnapshotStore, only: tuple[str, str] | None = None,
+    def __init__(self, store: SnapshotStore, only: TargetKey | None = None,
                  targets: bool = True) -> None:
         self._store = store
         self._only = only

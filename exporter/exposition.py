@@ -36,11 +36,10 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from exporter.collector import TARGET_FAMILIES, TargetSample, target_labels, target_samples
 from exporter.gzipmember import deflate_block, gzip_member
 from exporter.store import SnapshotStore, TargetState
-from exporter.targets import Target
+from exporter.targets import Target, TargetKey
 
 log = logging.getLogger("unpod_exporter")
 
-Key = tuple[str, str]
 SEGMENT_SIZE = 32
 MAX_LAG = 1.0  # seconds the exposition may lag the snapshots
 RENDER_SLICE = 500  # targets rendered between two yields to the event loop
@@ -107,7 +106,7 @@ class _Segment:
     computed over the joined lines: a few thousand parts rather than one per target and
     family)."""
 
-    keys: list[Key] = field(default_factory=list)
+    keys: list[TargetKey] = field(default_factory=list)
     families: dict[str, _Family] = field(default_factory=dict)
 
     def lines_of(self, position: int) -> dict[str, memoryview]:
@@ -160,12 +159,12 @@ class ExpositionCache:
         self._clock = clock
         self.max_lag = MAX_LAG
         # targets whose analytics were shown when last rendered: their last success then
-        self._visible: dict[Key, float] = {}
-        self._dirty: set[Key] = set()
+        self._visible: dict[TargetKey, float] = {}
+        self._dirty: set[TargetKey] = set()
         self._segments: list[_Segment] = []
-        self._segment_of: dict[Key, tuple[int, int]] = {}  # segment, position in it
+        self._segment_of: dict[TargetKey, tuple[int, int]] = {}  # segment, position in it
         self._dirty_segments: dict[int, set[str] | None] = {}  # None: every name
-        self._layout_keys: tuple[Key, ...] = ()
+        self._layout_keys: tuple[TargetKey, ...] = ()
         self._layout_generation = -1
         self._built: dict[bool, _Built] = {}
         self._lock = asyncio.Lock()
@@ -175,7 +174,7 @@ class ExpositionCache:
                                for om, h in self._headers.items()}
         store.listeners.append(self.invalidate)
 
-    def invalidate(self, key: Key) -> None:
+    def invalidate(self, key: TargetKey) -> None:
         self._dirty.add(key)
 
     def check_staleness(self) -> None:
@@ -192,7 +191,7 @@ class ExpositionCache:
 
     # --- rendering (event loop) ------------------------------------------------------------
 
-    def _relayout(self, keys: tuple[Key, ...]) -> None:
+    def _relayout(self, keys: tuple[TargetKey, ...]) -> None:
         count = max(1, math.ceil(len(keys) / SEGMENT_SIZE))
         self._segments = [_Segment() for _ in range(count)]
         self._segment_of = {}

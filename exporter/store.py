@@ -16,7 +16,7 @@ from exporter.analytics import Analytics
 from exporter.backlog.snapshot import BacklogState
 from exporter.client import ApiError
 from exporter.reasons import ErrorCounts
-from exporter.targets import Target
+from exporter.targets import Target, TargetKey
 
 _NO_ERRORS = ErrorCounts()
 
@@ -69,14 +69,14 @@ class SnapshotStore:
     def __init__(self, max_staleness: float, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.max_staleness = max_staleness
-        self._states: dict[tuple[str, str], TargetState] = {}
+        self._states: dict[TargetKey, TargetState] = {}
         self.api_requests: Counter[tuple[str, str, str]] = Counter()  # org, endpoint, outcome
         self.polls_skipped: Counter[str] = Counter()  # per org: requests change-driven saved
         self.ratelimit_remaining: dict[str, int] = {}
         self.poll_intervals: dict[str, float] = {}
         self.reload_successful = True
         self.reload_success_time = clock()
-        self.listeners: list[Callable[[tuple[str, str]], None]] = []  # told of each change
+        self.listeners: list[Callable[[TargetKey], None]] = []  # told of each change
         self.generation = 0
         self.discovery_success: dict[str, bool] = {}
         self.discovery_success_time: dict[str, float] = {}
@@ -87,7 +87,7 @@ class SnapshotStore:
 
     def set_targets(self, targets: Iterable[Target]) -> None:
         """Keep the state of every surviving identity; forget removed targets at once."""
-        fresh: dict[tuple[str, str], TargetState] = {}
+        fresh: dict[TargetKey, TargetState] = {}
         for target in targets:
             old = self._states.get(target.key)
             fresh[target.key] = TargetState(target) if old is None else replace(old, target=target)
@@ -104,7 +104,7 @@ class SnapshotStore:
     def states(self) -> list[TargetState]:
         return list(self._states.values())
 
-    def get(self, key: tuple[str, str]) -> TargetState | None:
+    def get(self, key: TargetKey) -> TargetState | None:
         return self._states.get(key)
 
 
@@ -140,14 +140,14 @@ class SnapshotStore:
         self._changed(target.key)
         return Transition(before, after)
 
-    def set_backlog(self, key: tuple[str, str], backlog: BacklogState | None) -> None:
+    def set_backlog(self, key: TargetKey, backlog: BacklogState | None) -> None:
         """Replace a space's backlog state (the same one again: re-render, it went stale)."""
         before = self._states.get(key)
         if before is not None:
             self._states[key] = replace(before, backlog=backlog)
             self._changed(key)
 
-    def _changed(self, key: tuple[str, str]) -> None:
+    def _changed(self, key: TargetKey) -> None:
         for listener in self.listeners:
             listener(key)
 

@@ -17,31 +17,28 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 from exporter.config.webhook import Place
+from exporter.targets import ORG_WIDE, TargetKey
 
-ORG_WIDE = ""  # the space label of an org-wide target
 COOLDOWN_SHARE = 0.25  # of a target's interval: events poll a busy target at most 4x as often
 
-Key = tuple[str, str]
-
-
-def targets_of(place: Place) -> list[Key]:
+def targets_of(place: Place) -> list[TargetKey]:
     """The org-wide target first (its answer tells change-driven polling which spaces
     changed), then the space."""
-    keys = [(place.org, ORG_WIDE)]
+    keys = [TargetKey(place.org, ORG_WIDE)]
     if place.space:
-        keys.append((place.org, place.space))
+        keys.append(TargetKey(place.org, place.space))
     return keys
 
 
 class PollTrigger:
-    def __init__(self, make_due: Callable[[Iterable[Key]], None],
-                 cooldown: Callable[[Key], float],
+    def __init__(self, make_due: Callable[[Iterable[TargetKey]], None],
+                 cooldown: Callable[[TargetKey], float],
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._make_due = make_due
         self._cooldown = cooldown
         self._loop = loop
-        self._last: dict[Key, float] = {}  # when each target was last made due by events
-        self._waiting: dict[Key, asyncio.TimerHandle] = {}
+        self._last: dict[TargetKey, float] = {}  # when each target was last made due by events
+        self._waiting: dict[TargetKey, asyncio.TimerHandle] = {}
         self.triggered = 0  # targets made due, for tests and the benchmark
 
     def _now(self) -> float:
@@ -65,7 +62,7 @@ class PollTrigger:
         if due:
             self._fire(due)
 
-    def _fire(self, keys: list[Key]) -> None:
+    def _fire(self, keys: list[TargetKey]) -> None:
         now = self._now()
         for key in keys:
             self._waiting.pop(key, None)
