@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, ROOT, free_port, start_fake, stop, wait_http, write_config
+from common import PYTHON, ROOT, cpu_seconds, free_port, start_fake, stop, wait_http, write_config
 
 HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
            "Accept-Encoding": "gzip"}
@@ -70,7 +70,8 @@ async def main(args: argparse.Namespace) -> None:
                                        "--web.listen-address", f"127.0.0.1:{port}",
                                        "--log.level", "error"], cwd=ROOT))
         ready = wait_http(f"http://127.0.0.1:{port}/-/ready")
-        print(f"exporter ready after {ready:.1f}s; warming up 10s (rounds spread over 30s)")
+        pids = {"bare": 0, "exporter": procs[-1].pid, "stock": procs[-2].pid}
+        print(f"exporter (pid {pids['exporter']}) ready after {ready:.1f}s; warming up 10s")
         await asyncio.sleep(10)
         async with aiohttp.ClientSession() as session, session.get(
                 f"http://127.0.0.1:{port}/metrics", headers=HEADERS,
@@ -82,6 +83,7 @@ async def main(args: argparse.Namespace) -> None:
                                        str(bare_port), "--body", str(tmp / "body.gz"),
                                        "--content-type", content_type]))
         wait_http(f"http://127.0.0.1:{bare_port}/metrics")
+        pids["bare"] = procs[-1].pid
         import gzip
         series = sum(1 for line in gzip.decompress(body).splitlines()
                      if line and not line.startswith(b"#"))
@@ -92,10 +94,18 @@ async def main(args: argparse.Namespace) -> None:
                 "stock": f"http://127.0.0.1:{stock_port}/metrics"}
         for round_ in range(args.rounds):
             for name, url in urls.items():
+                if name not in args.servers.split(","):
+                    continue
                 seconds = args.seconds if name != "stock" else max(args.seconds, 10)
+                cpu = cpu_seconds(pids[name])
                 rps, _ = await load(url, seconds, args.connections)
+                # the server's CPU share over the round: 1.0 is a whole core
+                share = (cpu_seconds(pids[name]) - cpu) / seconds
                 results[name].append(rps)
-                print(f"round {round_ + 1}: {name:8s} {rps:8.1f} req/s", flush=True)
+                print(f"round {round_ + 1}: {name:8s} {rps:8.1f} req/s, server CPU {share:.2f}",
+                      flush=True)
+        if not all(results.values()):
+            return
         bare, exporter, stock = (statistics.median(results[n])
                                  for n in ("bare", "exporter", "stock"))
         per_round = [e / b for e, b in zip(results["exporter"], results["bare"], strict=True)]
@@ -117,4 +127,6 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--interval", type=float, default=30,
                         help="poll interval (3600: the scrape path alone, without polling)")
+    parser.add_argument("--servers", default="bare,exporter,stock",
+                        help="which to load, e.g. 'exporter' alone under a profiler")
     asyncio.run(main(parser.parse_args()))
