@@ -198,7 +198,11 @@ class Exporter:
         clients.use(config)
         clock = self.clock
         self._gate = RequestGate(concurrency=config.poll.concurrency, clock=clock)
-        self._scheduler = Scheduler(refresh_at=self.freshness.refresh_at, clock=clock)
+        gate = self._gate
+        # Twice the slots: a full set of admitted-next polls waits behind those in flight, so
+        # a freed slot is taken at once while the scheduler refills on the poll's end.
+        self._scheduler = Scheduler(refresh_at=self.freshness.refresh_at,
+                                    live_limit=lambda: 2 * gate.concurrency, clock=clock)
         self._poller = Poller(gate=self._gate, client=clients.analytics, store=self.store,
                               tokens=self.tokens, scheduler=self._scheduler,
                               freshness=self.freshness, clock=clock)

@@ -127,6 +127,11 @@ class RequestGate:
         self._limit = max(1, concurrency)
         self.wake()
 
+    @property
+    def concurrency(self) -> int:
+        """Requests that may be in flight at once."""
+        return self._limit
+
     def waiting(self, token: TokenSource) -> int:
         """Requests of this token source parked for their turn."""
         queue = self._queues.get(token)

@@ -6,6 +6,12 @@ round makes every target due at once (the gate paces it) so that ``/-/ready`` co
 after that each target keeps a fixed slot in its interval, its phase spreading the targets
 evenly. ``make_due`` puts targets first in line now (an org's figures changed, a webhook
 event arrived); the gate still decides when their requests go.
+
+At most ``live_limit()`` polls of one token source exist as tasks at once: the rest of a burst
+(the first round: every target due together) wait as entries, not as tasks parked at the
+gate. Tens of thousands of parked tasks, each with its coroutine frames, were most of the
+first round's peak memory, and the heap fragmentation they left stayed. The limit is per token
+source so that one paced or paused budget holds only its own polls back.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ import asyncio
 import functools
 import heapq
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 from exporter.clock import SYSTEM_CLOCK, Clock
+from exporter.config import TokenSource
 from exporter.targets import Target, TargetKey
 
 Start = Callable[[Target, float], "asyncio.Task[None] | None"]
@@ -32,11 +40,18 @@ def next_slot(anchor: float, phase: float, interval: float, now: float) -> float
 
 class Scheduler:
     def __init__(self, *, refresh_at: Callable[[Target], float | None] = lambda _: None,
+                 live_limit: Callable[[], int] = lambda: 1 << 62,
                  clock: Clock = SYSTEM_CLOCK) -> None:
-        """``refresh_at(target)``: an extra due time between two slots, if any."""
+        """``refresh_at(target)``: an extra due time between two slots, if any;
+        ``live_limit()``: how many polls of one token source may be in flight at once."""
         self.clock = clock
         self._refresh_at = refresh_at
+        self._live_limit = live_limit
         self._inflight: dict[TargetKey, asyncio.Task[None]] = {}
+        self._live: Counter[TokenSource] = Counter()
+        # due entries popped while their token source had no room: (urgent first, due, key)
+        self._held: dict[TokenSource, list[tuple[int, float, TargetKey]]] = {}
+        self._urgent: set[TargetKey] = set()  # made due: first in line among the held
         self._targets: dict[TargetKey, Target] = {}
         self._intervals: dict[str, float] = {}  # per org: effective interval
         self._phases: dict[TargetKey, float] = {}
@@ -96,6 +111,7 @@ class Scheduler:
         for rank, key in enumerate(keys):
             if key in self._targets and key not in self._inflight:
                 self._schedule(key, now + rank * 1e-6)
+                self._urgent.add(key)
                 scheduled = True
         if scheduled:
             self._wake.set()
@@ -111,26 +127,55 @@ class Scheduler:
         return key in self._inflight
 
     def dispatch(self, start: Start) -> float | None:
-        """Start every target due within the grain; returns when the next one is due."""
+        """Start every target due within the grain (as far as each token source has room);
+        returns when the next one is due."""
         # Polls due within the next few milliseconds start together: one wake-up serves
         # several of them, and the spread over the interval stays even at that grain.
         now = self.clock.now() + DISPATCH_GRAIN
+        limit = max(1, self._live_limit())
+        for token in list(self._held):
+            self._release(token, limit, start, now)
         while self._heap and self._heap[0][0] <= now:
             due, key = heapq.heappop(self._heap)
             target = self._targets.get(key)
             if target is None or self._due.get(key) != due:
                 continue  # removed, or rescheduled since this entry was pushed
-            if key not in self._inflight and (task := start(target, now)) is not None:
-                self._inflight[key] = task
-                task.add_done_callback(functools.partial(self._forget, key))
-            due = next_slot(self._anchor, self._phases[key], self.interval(target), now)
-            refresh = self._refresh_at(target)  # an idle refresh between slots
-            self._schedule(key, refresh if refresh is not None and now < refresh < due
-                           else due)
+            if self._live[target.token] >= limit:
+                heapq.heappush(self._held.setdefault(target.token, []),
+                               (key not in self._urgent, due, key))
+                continue  # started when a poll of its token source ends
+            self._start(target, due, start, now)
         return self._heap[0][0] if self._heap else None
 
-    def _forget(self, key: TargetKey, _task: asyncio.Task[None]) -> None:
+    def _release(self, token: TokenSource, limit: int, start: Start, now: float) -> None:
+        """Start held entries of a token source while it has room."""
+        held = self._held[token]
+        while held and self._live[token] < limit:
+            _, due, key = heapq.heappop(held)
+            target = self._targets.get(key)
+            if target is not None and self._due.get(key) == due:
+                self._start(target, due, start, now)
+        if not held:
+            del self._held[token]
+
+    def _start(self, target: Target, due: float, start: Start, now: float) -> None:
+        key = target.key
+        self._urgent.discard(key)
+        if key not in self._inflight and (task := start(target, now)) is not None:
+            self._inflight[key] = task
+            self._live[target.token] += 1
+            task.add_done_callback(functools.partial(self._forget, key, target.token))
+        due = next_slot(self._anchor, self._phases[key], self.interval(target), now)
+        refresh = self._refresh_at(target)  # an idle refresh between slots
+        self._schedule(key, refresh if refresh is not None and now < refresh < due else due)
+
+    def _forget(self, key: TargetKey, token: TokenSource, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(key, None)
+        self._live[token] -= 1
+        if self._live[token] <= 0:
+            del self._live[token]
+        if token in self._held:
+            self._wake.set()  # room for a held poll of this token source
 
     async def run(self, start: Start) -> None:
         """Hand due targets to ``start(target, now)`` until stopped (``now``: the time up to

@@ -283,3 +283,38 @@ async def test_make_due_puts_targets_first_in_line_now_unless_in_flight():
     busy["org1"].set_result(None)
     await settle()
     assert not scheduler.busy(("org1", ""))
+
+
+async def test_a_burst_of_due_targets_keeps_at_most_the_live_limit_of_tasks_per_token():
+    clock = ManualClock(start=0)
+    scheduler = Scheduler(clock=clock, live_limit=lambda: 8)
+    live: dict[str, asyncio.Future[None]] = {}
+    most = 0
+
+    def start(target: Target, now: float) -> asyncio.Task[None]:
+        nonlocal most
+        live[target.org] = asyncio.get_running_loop().create_future()
+        most = max(most, sum(t.token == target.token for t in scheduler.targets
+                             if scheduler.busy(t.key)) + 1)
+        return asyncio.ensure_future(live[target.org])
+
+    paused = [Target(f"slow{i}", "", None, OTHER, 60) for i in range(20)]
+    scheduler.set_targets(targets(10_000) + paused, {})
+    scheduler.dispatch(start)
+    # the first round is due at once: 8 tasks per token source, the rest wait as entries;
+    # the other token's polls (its budget paused, say) do not hold this token's back
+    assert len(live) == 16
+    assert len([org for org in live if org.startswith("slow")]) == 8
+    scheduler.make_due([("org9999", "")])
+    for _ in range(1300):  # this token's polls end one by one; the other's stay in flight
+        for org, future in list(live.items()):
+            if not org.startswith("slow") and not future.done():
+                future.set_result(None)
+                break
+        await settle()
+        scheduler.dispatch(start)
+    assert most == 8
+    assert "org9999" in list(live)[:24]  # made due: first in line among the held
+    done = [org for org, future in live.items() if not org.startswith("slow")]
+    assert len(done) == 1300 + 8
+    assert len({org for org in live if org.startswith("slow")}) == 8
