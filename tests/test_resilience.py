@@ -69,8 +69,11 @@ async def test_flapping_api(fake_api, start_exporter):
                         endpoint="analytics", outcome="server_error")
                   or 0 for i in range(6))
     assert counted == served_errors > 0
-    # polls go on meanwhile: the exact total is compared at the source of the exposition
-    assert sum(running.exporter.store.api_requests.values()) == len(fake.requests)
+    # polls go on meanwhile, so the exact total is compared at the source of the exposition,
+    # at a moment when no request is in flight (the fake logs a request before it answers)
+    store = running.exporter.store
+    await wait_for(lambda: sum(store.api_requests.values()) == len(fake.requests), 3,
+                   "every request the fake saw counted once")
 
 
 async def test_slow_api_times_out_and_recovers(fake_api, start_exporter):
