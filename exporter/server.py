@@ -25,7 +25,15 @@ MAX_LANDING_ROWS = 500
 
 
 WRITE_TIMEOUT = 60.0  # a client that does not read its body for this long is cut off
+# A gzip body goes out in slices, so that a client that stops reading holds one slice in its
+# transport buffer (Python 3.11 copies what the socket did not take), not the whole body. While
+# few bodies are being written, the slices are large: fewer, larger writes let the kernel
+# batch (a 2.1 MB body in 1 MiB slices served 0.95-0.99x a bare handler's rate, in 256 KiB
+# slices 0.87-0.90, side by side). Past LARGE_WRITERS at once the slices are small, so that
+# many stalled clients hold at most LARGE_WRITERS x LARGE_CHUNK + the rest x CHUNK.
 CHUNK = 256 * 1024
+LARGE_CHUNK = 1024 * 1024
+LARGE_WRITERS = 8
 
 
 def _accepts_gzip(request: web.Request) -> bool:
@@ -59,9 +67,25 @@ def exposition(request: web.Request, registry: CollectorRegistry) -> web.Respons
     return response
 
 
-def _slices(data: bytes) -> Iterator[memoryview]:
+def _slices(data: bytes, size: int) -> Iterator[memoryview]:
     view = memoryview(data)
-    return (view[i:i + CHUNK] for i in range(0, len(data), CHUNK))
+    return (view[i:i + size] for i in range(0, len(data), size))
+
+
+class BodyWriters:
+    """How many gzip bodies are being written now, to size their slices."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def stream(self, request: web.Request, headers: dict[str, str],
+                     body: bytes) -> web.StreamResponse:
+        size = LARGE_CHUNK if self.count < LARGE_WRITERS else CHUNK
+        self.count += 1
+        try:
+            return await stream(request, headers, len(body), _slices(body, size))
+        finally:
+            self.count -= 1
 
 
 async def stream(request: web.Request, headers: dict[str, str], length: int,
@@ -155,13 +179,15 @@ def make_app(*, cache: ExpositionCache, store: SnapshotStore, telemetry_path: st
     """The exporter's HTTP face; ``probe(org, space, scrape_timeout_header)`` serves /probe,
     ``reload`` the lifecycle API (None: off), ``waiting(target)`` says on the landing page
     which explained pause holds a target not yet polled."""
+    writers = BodyWriters()
+
     async def metrics(request: web.Request) -> web.StreamResponse:
         negotiated = _format(request)
         body = await cache.get(negotiated.openmetrics)
         headers = {"Content-Type": negotiated.content_type, "Vary": "Accept, Accept-Encoding"}
         if _accepts_gzip(request):
             headers["Content-Encoding"] = "gzip"
-            return await stream(request, headers, len(body.gzipped), _slices(body.gzipped))
+            return await writers.stream(request, headers, body.gzipped)
         return await stream(request, headers, body.text_length, body.parts)
 
     async def probe_target(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ import asyncio
 import asyncio.sslproto
 import json
 import logging
+import random
 import resource
 import socket
 import ssl
@@ -20,7 +21,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from exporter import listener
+from exporter import listener, server
 from exporter.negotiation import accepts_gzip, wants_openmetrics
 from tests.conftest import TOKEN, basic, config_yaml, parse_metrics, value, wait_for, write_tls
 from tests.fakeapi import Fault, analytics
@@ -340,6 +341,47 @@ async def test_unread_uncompressed_bodies_are_not_copied_per_client(fake_api, st
         # before the fix each unread client held the whole body in its transport buffer
         assert buffered < 10 * 256 * 1024, buffered
         assert buffered < 2 * len(body)
+    finally:
+        for sock in clients:
+            sock.close()
+        await runner.cleanup()
+
+
+async def test_stalled_gzip_clients_hold_a_slice_each_large_ones_only_for_a_few():
+    """A gzip body goes out in 1 MiB slices while few are being written (fewer writes, as
+    fast as a bare handler) and in 256 KiB ones past that: clients that never read hold at
+    most eight large slices and a small one each, never the body."""
+    body = random.Random(7).randbytes(5 * server.LARGE_CHUNK)  # incompressible, like gzip
+    writers = server.BodyWriters()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await writers.stream(request, {"Content-Encoding": "gzip"}, body)
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    runner = await listener.run_web(app, "127.0.0.1", 0)
+    clients = []
+    try:
+        address, site = runner.addresses[0][:2], runner.server
+        assert site is not None
+        for count in range(1, server.LARGE_WRITERS + 5):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(address)
+            clients.append(sock)
+            await wait_for(lambda n=count: len(site.connections) == n, 5, "connection")
+            newest = site.connections[-1].transport
+            assert newest is not None
+            newest.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                                       4096)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+            await wait_for(lambda n=count: writers.count == n, 5, "body being written")
+        await asyncio.sleep(0.5)
+        held = [handler.transport.get_write_buffer_size() for handler in site.connections
+                if handler.transport is not None]
+        large, small = held[:server.LARGE_WRITERS], held[server.LARGE_WRITERS:]
+        assert all(server.CHUNK < size <= server.LARGE_CHUNK for size in large), held
+        assert all(0 < size <= server.CHUNK for size in small), held
     finally:
         for sock in clients:
             sock.close()
