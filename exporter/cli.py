@@ -123,6 +123,9 @@ async def serve(args: argparse.Namespace) -> int:
     exporter = Exporter(config, telemetry_path=telemetry_path, config_loader=loader,
                         enable_lifecycle=args.enable_lifecycle, web_config=web_config,
                         shard=shard_from(args))
+    # before the port opens: a SIGTERM sent as soon as it accepts must stop us cleanly
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     try:
         runner = await run_web(exporter.web_app, host, port,
                                web_config if web_config and web_config.tls else None)
@@ -140,12 +143,10 @@ async def serve(args: argparse.Namespace) -> int:
         assert config.webhook is not None
         raise StartupError(f"webhook.listen_address: cannot listen on "
                            f"{config.webhook.listen_address}: {exc.strerror}") from None
+    loop.add_signal_handler(signal.SIGHUP, exporter.reload)
     log.info("listening", extra={"fields": {"address": args.listen_address,
                                              "telemetry_path": telemetry_path,
                                              "version": __version__}})
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, exporter.reload)
 
     await stop.wait()
     log.info("shutting down")
