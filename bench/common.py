@@ -88,3 +88,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def scrape_gzip(port: int, timeout: float = 60) -> int:
+    """One gzip OpenMetrics scrape, as Prometheus makes it; the body's length."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={
+        "Accept": "application/openmetrics-text;version=1.0.0", "Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return len(response.read())

@@ -13,18 +13,20 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, ROOT, free_port, start_fake, status_kib, stop, wait_http, write_config
-
-
-def scrape(port: int) -> int:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={
-        "Accept": "application/openmetrics-text;version=1.0.0", "Accept-Encoding": "gzip"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return len(response.read())
+from common import (
+    PYTHON,
+    ROOT,
+    free_port,
+    scrape_gzip,
+    start_fake,
+    status_kib,
+    stop,
+    wait_http,
+    write_config,
+)
 
 
 def main(sizes: list[int], seconds: float) -> None:
@@ -43,7 +45,7 @@ def main(sizes: list[int], seconds: float) -> None:
             deadline = time.monotonic() + seconds
             body = 0
             while time.monotonic() < deadline:
-                body = scrape(port)
+                body = scrape_gzip(port)
                 time.sleep(5)
             peak = status_kib(proc.pid, "VmHWM") / 1024
             rss = status_kib(proc.pid, "VmRSS") / 1024

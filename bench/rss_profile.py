@@ -24,19 +24,20 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, ROOT, free_port, start_fake, status_kib, stop, wait_http, write_config
-
-
-def scrape(port: int) -> int:
-    """One gzip OpenMetrics scrape, as bench/rss.py makes them (patient: traced runs are slow)."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={
-        "Accept": "application/openmetrics-text;version=1.0.0", "Accept-Encoding": "gzip"})
-    with urllib.request.urlopen(request, timeout=900) as response:
-        return len(response.read())
+from common import (
+    PYTHON,
+    ROOT,
+    free_port,
+    scrape_gzip,
+    start_fake,
+    status_kib,
+    stop,
+    wait_http,
+    write_config,
+)
 
 
 class _Mallinfo2(ctypes.Structure):
@@ -140,13 +141,13 @@ def parent(targets: int, seconds: float, trace: bool) -> None:
         proc.send_signal(signal.SIGUSR1)
         time.sleep(3 if trace else 1)
         mark("first scrape")
-        scrape(port)
+        scrape_gzip(port, timeout=900)  # patient: traced runs are slow
         mark("first scrape done")
         proc.send_signal(signal.SIGUSR1)
         time.sleep(3 if trace else 1)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            scrape(port)
+            scrape_gzip(port, timeout=900)  # patient: traced runs are slow
             time.sleep(5)
         mark("end")
         proc.send_signal(signal.SIGUSR1)

@@ -78,8 +78,8 @@ class BodyWriters:
     def __init__(self) -> None:
         self.count = 0
 
-    async def stream(self, request: web.Request, headers: dict[str, str],
-                     body: bytes) -> web.StreamResponse:
+    async def send(self, request: web.Request, headers: dict[str, str],
+                   body: bytes) -> web.StreamResponse:
         size = LARGE_CHUNK if self.count < LARGE_WRITERS else CHUNK
         self.count += 1
         try:
@@ -187,7 +187,7 @@ def make_app(*, cache: ExpositionCache, store: SnapshotStore, telemetry_path: st
         headers = {"Content-Type": negotiated.content_type, "Vary": "Accept, Accept-Encoding"}
         if _accepts_gzip(request):
             headers["Content-Encoding"] = "gzip"
-            return await writers.stream(request, headers, body.gzipped)
+            return await writers.send(request, headers, body.gzipped)
         return await stream(request, headers, body.text_length, body.parts)
 
     async def probe_target(request: web.Request) -> web.Response:

@@ -307,6 +307,21 @@ async def test_silent_and_half_sent_requests_are_closed(fake_api, start_exporter
 
 # --- 6. clients that ask for an uncompressed body and never read ---------------------------
 
+async def stalled_client(site: web.Server, address: tuple[str, int]) -> socket.socket:
+    """A client that asks for /metrics and never reads, with loopback's kernel buffers made
+    small on both ends (they would swallow a few MB), as a slow client's are once full."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(address)
+    count = len(site.connections) + 1
+    await wait_for(lambda: len(site.connections) == count, 5, "connection")
+    newest = site.connections[-1].transport
+    assert newest is not None
+    newest.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    return sock
+
+
 async def test_unread_uncompressed_bodies_are_not_copied_per_client(fake_api, start_exporter):
     fake, base = fake_api
     orgs = [{"handle": f"org{i}"} for i in range(600)]
@@ -319,25 +334,13 @@ async def test_unread_uncompressed_bodies_are_not_copied_per_client(fake_api, st
     runner = await listener.run_web(running.exporter.web_app, "127.0.0.1", 0)
     clients = []
     try:
-        address = runner.addresses[0][:2]
-        server = runner.server
-        assert server is not None
-        for count in range(1, 11):
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.connect(address)
-            clients.append(sock)
-            await wait_for(lambda n=count: len(server.connections) == n, 5, "connection")
-            # loopback's kernel buffers would swallow a few MB: make them small, as a slow
-            # client's are once full
-            newest = server.connections[-1].transport
-            assert newest is not None
-            newest.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
-                                                       4096)
-            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+        address, site = runner.addresses[0][:2], runner.server
+        assert site is not None
+        for _ in range(10):
+            clients.append(await stalled_client(site, address))
         await asyncio.sleep(1.0)
         buffered = sum(handler.transport.get_write_buffer_size()
-                       for handler in server.connections if handler.transport is not None)
+                       for handler in site.connections if handler.transport is not None)
         # before the fix each unread client held the whole body in its transport buffer
         assert buffered < 10 * 256 * 1024, buffered
         assert buffered < 2 * len(body)
@@ -355,7 +358,7 @@ async def test_stalled_gzip_clients_hold_a_slice_each_large_ones_only_for_a_few(
     writers = server.BodyWriters()
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        return await writers.stream(request, {"Content-Encoding": "gzip"}, body)
+        return await writers.send(request, {"Content-Encoding": "gzip"}, body)
 
     app = web.Application()
     app.router.add_get("/metrics", handler)
@@ -365,16 +368,7 @@ async def test_stalled_gzip_clients_hold_a_slice_each_large_ones_only_for_a_few(
         address, site = runner.addresses[0][:2], runner.server
         assert site is not None
         for count in range(1, server.LARGE_WRITERS + 5):
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.connect(address)
-            clients.append(sock)
-            await wait_for(lambda n=count: len(site.connections) == n, 5, "connection")
-            newest = site.connections[-1].transport
-            assert newest is not None
-            newest.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
-                                                       4096)
-            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+            clients.append(await stalled_client(site, address))
             await wait_for(lambda n=count: writers.count == n, 5, "body being written")
         await asyncio.sleep(0.5)
         held = [handler.transport.get_write_buffer_size() for handler in site.connections
