@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -130,7 +131,11 @@ def _named_counts(raw: Mapping[str, object], key: str, first: tuple[str, ...],
     extra = sorted(name for name in counts if name not in first)
     room = MAX_STATUSES - len(leading)
     ordered = [*leading, *extra[:room]]
-    return tuple((name, counts[name]) for name in ordered), tuple(ignored + extra[room:])
+    # Interned: each answer's JSON keys are new strings, kept by every target's snapshot
+    # (150,000 copies of a few names, 3.8 MiB, at 50,000 targets); the kept names only, at
+    # most MAX_STATUSES, and mortal (gone with the last snapshot naming them).
+    return (tuple((sys.intern(name), counts[name]) for name in ordered),
+            tuple(ignored + extra[room:]))
 
 
 # The name rule and the cap, shared with the backlog scan's task statuses.

@@ -1,11 +1,15 @@
-"""Target identities: one key object per target, shared by every table keyed by it."""
+"""What every target keeps once: its key object (shared by every table keyed by it), the
+status names of its snapshots (shared between snapshots)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
+from exporter.analytics import parse_analytics
 from exporter.config import TokenSource
 from exporter.targets import Target, TargetKey
+from tests.fakeapi import analytics
 
 TOKEN = TokenSource("token", "tok", "api.token")
 
@@ -24,3 +28,13 @@ def test_key_follows_replace_and_stays_out_of_equality() -> None:
     assert Target("acme", "sales", "sp_sales", TOKEN, 60) == target
     assert hash(Target("acme", "sales", "sp_sales", TOKEN, 60)) == hash(target)
     assert repr(target).endswith("interval=60)")  # the key says nothing new
+
+
+def test_status_names_are_shared_between_snapshots() -> None:
+    # json.loads makes new key strings per answer; the snapshots keep one copy of each name
+    answers = [json.loads(json.dumps(analytics(breakdown={"queued_long": n}))) for n in (1, 2)]
+    first, second = (dict(parse_analytics(answer).task_status) for answer in answers)
+    assert first["queued_long"] == 1 and second["queued_long"] == 2
+    name_1 = next(name for name in first if name == "queued_long")
+    name_2 = next(name for name in second if name == "queued_long")
+    assert name_1 is name_2

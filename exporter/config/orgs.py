@@ -10,7 +10,7 @@ from exporter.config.section import keys, list_of, option, required
 from exporter.config.sources import TOKEN_KINDS, TokenSource, token_source
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per space: 45,000 at 50,000 targets
 class SpaceConfig:
     name: str = required(label_value)  # the ``space`` label
     space_token: str = required(string, shown=False)
