@@ -137,3 +137,40 @@ def test_example_config_is_valid(monkeypatch, tmp_path):
     (tmp_path / "acme").write_text("tok-acme")
     config = parse_config_text(text.replace("/run/secrets/unpod-acme", str(tmp_path / "acme")))
     assert config.orgs
+
+
+# The plain reader against the strict loader: the same data, the same verdict, on documents
+# it builds itself and on those it hands over (anchors, tags, several documents, errors).
+SAME_AS_THE_STRICT_LOADER = [
+    VALID, "", "# only a comment\n", "---\n", "a: 1\n", "- 1\n- x\n", "x\n",
+    "a: [1, 2.5, -3, 0x1f, 1e3, .inf, null, ~, true, no, 'yes', \"q\", 2020-01-02]\n",
+    "t: 2001-12-14t21:59:43.10-05:00\nempty:\nnested: {a: {b: [{c: d}]}}\n",
+    "1: one\n2.5: two\nnull: three\ntrue: four\n",
+    "a: &x {b: 1}\nc: *x\n", "a: !!str 1\n", "a: !custom 1\n", "<<: {a: 1}\n", "a: =\n",
+    "a: 1\n---\nb: 2\n", "a: 1\na: 2\n", "a:\n  b: 1\n  b: 2\n", "? [a]\n: 1\n", "a: [1\n",
+    "a: b: c\n", "\t- x\n", "{a: 1, a: 1}\n", "a: 2001-13-45\n", "x: 1\n... \n",
+]
+
+
+@pytest.mark.parametrize("text", SAME_AS_THE_STRICT_LOADER)
+def test_the_plain_reader_gives_what_the_strict_loader_gives(text):
+    import yaml
+
+    from exporter.config.loader import _StrictLoader, load_yaml
+
+    def outcome(load):
+        try:
+            return "ok", load()
+        except Exception as exc:  # the verdict, compared as it is
+            return type(exc), str(exc)
+
+    expected = outcome(lambda: yaml.load(text, Loader=_StrictLoader))
+    assert outcome(lambda: load_yaml(text)) == expected
+
+
+def test_a_plain_config_is_built_from_the_events_without_the_strict_loader():
+    from exporter.config.loader import _NotPlain, _plain_load
+    assert _plain_load(VALID)["orgs"][1]["spaces"][0] == {"name": "survey",
+                                                          "space_token": "sp_2"}
+    with pytest.raises(_NotPlain):
+        _plain_load("a: &x 1\nb: *x\n")  # left to the strict loader

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import yaml
 
@@ -47,6 +47,94 @@ _StrictLoader.add_constructor(
 )
 
 
+class _NotPlain(Exception):
+    """The document uses something the plain reader leaves to PyYAML's loader."""
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _Events(Protocol):
+    """The loader's event side, as the plain reader uses it (PyYAML's is untyped)."""
+
+    yaml_constructors: dict[Any, Any]
+
+    def get_event(self) -> yaml.Event: ...
+
+    def check_event(self, *choices: type[yaml.Event]) -> bool: ...
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str: ...
+
+
+def _plain_node(loader: _Events) -> object:
+    """The next node of the event stream as Python data, built as its events come."""
+    event = loader.get_event()
+    if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+        raise _NotPlain  # anchors and aliases share objects: PyYAML's business
+    if getattr(event, "tag", None) is not None:
+        raise _NotPlain  # an explicit tag, "!" included
+    if isinstance(event, yaml.ScalarEvent):
+        tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if tag == _STR_TAG:
+            return event.value
+        construct = loader.yaml_constructors.get(tag)
+        if construct is None:
+            raise _NotPlain  # the merge key "<<", "=": PyYAML's own verdict
+        # no marks: an error goes to the strict loader, which says where
+        return construct(loader, yaml.ScalarNode(tag, event.value, None, None))
+    if isinstance(event, yaml.SequenceStartEvent):
+        items = []
+        while not loader.check_event(yaml.SequenceEndEvent):
+            items.append(_plain_node(loader))
+        loader.get_event()
+        return items
+    if isinstance(event, yaml.MappingStartEvent):
+        mapping: dict[Any, Any] = {}
+        while not loader.check_event(yaml.MappingEndEvent):
+            if not loader.check_event(yaml.ScalarEvent):
+                raise _NotPlain  # a collection as a key
+            key = _plain_node(loader)
+            if key in mapping:
+                raise _NotPlain  # a duplicate key: refused with its line by the strict loader
+            mapping[key] = _plain_node(loader)
+        loader.get_event()
+        return mapping
+    raise _NotPlain
+
+
+def _plain_load(text: str) -> object:
+    """One YAML document as Python data, or _NotPlain."""
+    strict = _StrictLoader(text)
+    loader = cast(_Events, strict)
+    try:
+        loader.get_event()  # stream start
+        if loader.check_event(yaml.StreamEndEvent):
+            return None
+        loader.get_event()  # document start
+        data = _plain_node(loader)
+        loader.get_event()  # document end
+        if not loader.check_event(yaml.StreamEndEvent):
+            raise _NotPlain  # a second document
+        return data
+    finally:
+        strict.dispose()
+
+
+def load_yaml(text: str) -> Any:
+    """The YAML document of a config, as ``yaml.load`` with the strict loader gives it.
+
+    Plain documents (no anchor, alias or explicit tag: what configs are) are built from the
+    event stream as it comes: ``yaml.load`` first composes every node of the document, each
+    with two marks, before it builds any value, and that graph (about 100 MiB for 50,000
+    spaces) left the heap at its high-water mark for good (fragments of it are pinned by the
+    strings kept). Anything else, or any error, goes through ``yaml.load``, whose result or
+    error is the one that counts."""
+    try:
+        return _plain_load(text)
+    except Exception:  # whatever it was, the strict loader below gives the verdict
+        return yaml.load(text, Loader=_StrictLoader)
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read, parse and validate a config file, including its token sources."""
     try:
@@ -60,7 +148,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 def parse_config_text(text: str, source: str = "config") -> Config:
     """Parse and validate YAML text, then read what it points at (tokens, TLS files)."""
     try:
-        raw = yaml.load(text, Loader=_StrictLoader)
+        raw = load_yaml(text)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
