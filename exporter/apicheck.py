@@ -98,9 +98,9 @@ def figures(analytics: Analytics) -> str:
         ("failed", analytics.failed_calls), ("avg_duration_s", analytics.avg_duration_seconds),
         ("tasks", analytics.total_tasks), ("task_success", analytics.task_success_ratio),
     ) if value is not None]
-    parts.append(f"statuses={len(analytics.task_status)}")
-    if analytics.call_outcomes:
-        parts.append(f"outcomes={len(analytics.call_outcomes)}")
+    parts.append(f"statuses={len(analytics.status_names)}")
+    if analytics.outcome_names:
+        parts.append(f"outcomes={len(analytics.outcome_names)}")
     return " ".join(parts)
 
 

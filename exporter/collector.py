@@ -108,11 +108,13 @@ def _analytics_samples(analytics: Analytics, progress: float | None) -> list[Tar
     )
     samples: list[TargetSample] = [(name, None, v) for name, v in figures if v is not None]
     samples.extend(("unpod_calls_by_outcome", ("outcome", outcome), count)
-                   for outcome, count in analytics.call_outcomes)
+                   for outcome, count in zip(analytics.outcome_names,
+                                             analytics.outcome_counts, strict=True))
     if analytics.total_tasks is not None:
         samples.append(("unpod_tasks", None, analytics.total_tasks))
     samples.extend(("unpod_tasks_by_status", ("status", status), count)
-                   for status, count in analytics.task_status)
+                   for status, count in zip(analytics.status_names, analytics.status_counts,
+                                            strict=True))
     if (task_ratio := analytics.task_success_ratio) is not None:
         samples.append(("unpod_task_success_ratio", None, task_ratio))
     if progress is not None:

@@ -147,3 +147,38 @@ def test_counts_above_2_to_the_53_are_invalid():
         parse_analytics(analytics(calls=10**400))
     with pytest.raises(InvalidAnalytics, match="avg_duration_seconds"):
         parse_analytics(analytics(avg=10**400))
+
+
+def test_snapshots_share_one_names_tuple_and_keep_their_own_counts():
+    # every answer of a shape names the same statuses: one names tuple for all snapshots
+    first = parse_analytics(analytics(breakdown={"pending": 1, "completed": 2}))
+    second = parse_analytics(analytics(breakdown={"pending": 3, "failed": 4}))
+    assert first.status_names is second.status_names
+    assert first.status_counts == (1, 0, 2, 0) and second.status_counts == (3, 0, 0, 4)
+    assert second.task_status == (("pending", 3), ("running", 0), ("completed", 0),
+                                  ("failed", 4))
+    one, other = parse_analytics(platform_analytics()), parse_analytics(platform_analytics(
+        interested=1))
+    assert one.outcome_names is other.outcome_names and one.status_names is other.status_names
+    assert dict(other.call_outcomes)["interested"] == 1
+
+
+def test_the_shared_names_are_bounded():
+    from exporter.analytics import _SHARED_NAMES, MAX_SHARED_NAMES
+    for i in range(MAX_SHARED_NAMES + 10):
+        parse_analytics(analytics(breakdown={f"status{i}": 1}))
+        assert len(_SHARED_NAMES) <= MAX_SHARED_NAMES
+    # a full table starts again: the names in use are shared again from their next answer
+    assert parse_analytics(analytics()).status_names is parse_analytics(
+        analytics()).status_names
+
+
+def test_without_keeps_the_snapshot_when_nothing_is_secret_and_drops_secret_names():
+    from exporter.analytics import without
+    a = parse_analytics(analytics(breakdown={"pending": 1, "tok-1": 5, "Bad Name": 2}))
+    assert without(a, lambda name: False) is a
+    cleaned = without(a, lambda name: name.casefold() in {"tok-1", "bad name"})
+    assert cleaned.task_status == (("pending", 1), ("running", 0), ("completed", 0),
+                                   ("failed", 0))
+    assert cleaned.ignored_keys == () and cleaned.status_counts == (1, 0, 0, 0)
+    assert (cleaned.total_calls, cleaned.shape) == (a.total_calls, a.shape)

@@ -25,8 +25,10 @@ def counts(analytics: Analytics) -> Counts:
     for name in ("total_calls", "completed_calls", "failed_calls", "total_tasks"):
         if (value := getattr(analytics, name)) is not None:
             result[name] = value
-    result.update((f"status:{name}", value) for name, value in analytics.task_status)
-    result.update((f"outcome:{name}", value) for name, value in analytics.call_outcomes)
+    result.update((f"status:{name}", value) for name, value in zip(
+        analytics.status_names, analytics.status_counts, strict=True))
+    result.update((f"outcome:{name}", value) for name, value in zip(
+        analytics.outcome_names, analytics.outcome_counts, strict=True))
     return result
 
 
