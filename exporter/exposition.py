@@ -4,9 +4,10 @@ poll interval (a lag that followed the interval made a sub-second one reassemble
 several times a second, and was tuned to a time-compressed benchmark).
 
 Targets are grouped into segments. A segment keeps, per metric family, its targets' lines
-joined, and the same as a deflate block of its own (``exporter.gzipmember``), so the gzip body
-is cached blocks stitched together: only the segments whose targets changed are compressed
-again, and the uncompressed body is never copied together unless a client asks for it.
+joined as a deflate block of its own (``exporter.gzipmember``), so the gzip body is cached
+blocks stitched together: only the segments whose targets changed are compressed again. The
+text is kept only deflated; a client that asks for it uncompressed gets the body inflated as
+it is sent.
 
 While scrapes come often, a scrape never waits for an assembly: a body older than MAX_LAG
 (but younger than twice that) is served once more while the next one is assembled beside it,
@@ -27,15 +28,15 @@ import math
 import time
 import zlib
 from array import array
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest as text_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from exporter.collector import TARGET_FAMILIES, TargetSample, target_labels, target_samples
-from exporter.gzipmember import deflate_block, gzip_member
+from exporter.gzipmember import Block, deflate_block, gzip_member, inflate_block, inflated
 from exporter.store import SnapshotStore, TargetState
 from exporter.targets import Target, TargetKey
 
@@ -44,6 +45,7 @@ log = logging.getLogger("unpod_exporter")
 SEGMENT_SIZE = 32
 MAX_LAG = 1.0  # seconds the exposition may lag the snapshots
 RENDER_SLICE = 500  # targets rendered between two yields to the event loop
+DEFLATE_BATCH = 4 << 20  # bytes of joined text held before a worker thread deflates them
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
@@ -85,53 +87,73 @@ def _headers(openmetrics: bool) -> dict[str, bytes]:
     return headers
 
 
+def _digest(lines: bytes) -> int:
+    """What a target's lines are compared by: the text itself is only kept deflated. Python's
+    hash of bytes (64 bits, keyed per process); no lines hash to 0."""
+    return hash(lines) if lines else 0
+
+
 @dataclass(frozen=True, slots=True)
 class _Family:
-    """One sample name's lines of a segment's targets, joined in the segment's order, where
-    each target's lines end, and the same as one deflate block. The joined lines are the only
-    copy of the text kept: a changed target's lines are spliced in between its neighbours'
-    (a copy per target as well cost 130 MiB at 50,000 targets). The ends are an array of
-    4-byte offsets, not a tuple of ints: an int object each cost 30 MiB at 50,000 targets (a
-    segment's lines of one family are kilobytes, far from 4 GiB)."""
+    """One sample name's lines of a segment's targets, joined in the segment's order, as one
+    deflate block, with where each target's lines end and their digests: the text itself is
+    kept nowhere (uncompressed, it was a third of the process at 50,000 targets). A changed
+    target's lines are spliced in between its neighbours' inflated again; whether a target's
+    lines changed is told by their digest, without inflating. The ends and digests are arrays
+    of machine integers, not tuples of ints: an int object each cost 30 MiB at 50,000 targets
+    (a segment's lines of one family are kilobytes, far from 4 GiB)."""
 
-    raw: bytes
+    block: Block
     ends: array[int]
-    deflated: bytes
+    digests: array[int]
 
-    def lines_of(self, position: int) -> memoryview:
-        start = self.ends[position - 1] if position else 0
-        return memoryview(self.raw)[start:self.ends[position]]
+    def pieces(self) -> list[bytes]:
+        """Each target's lines, by position."""
+        text = inflate_block(self.block)
+        starts = itertools.chain((0,), self.ends)
+        return [text[start:end] for start, end in zip(starts, self.ends, strict=False)]
 
 
 @dataclass
 class _Segment:
-    """Targets whose lines are compressed together, family by family (the CRC of the body is
-    computed over the joined lines: a few thousand parts rather than one per target and
-    family)."""
+    """Targets whose lines are compressed together, family by family."""
 
     keys: list[TargetKey] = field(default_factory=list)
     families: dict[str, _Family] = field(default_factory=dict)
 
-    def lines_of(self, position: int) -> dict[str, memoryview]:
-        """A target's current lines by sample name, from the joined ones."""
-        lines = {name: family.lines_of(position) for name, family in self.families.items()}
-        return {name: view for name, view in lines.items() if view}
+    def digests_of(self, position: int) -> dict[str, int]:
+        """A target's current lines' digests by sample name (those it has lines in)."""
+        digests = {name: family.digests[position] for name, family in self.families.items()}
+        return {name: digest for name, digest in digests.items() if digest}
+
+
+@dataclass(frozen=True, slots=True)
+class _Joined:
+    """A family's lines joined in the event loop, to be deflated in a worker thread."""
+
+    segment: _Segment
+    name: str
+    text: bytes
+    ends: array[int]
+    digests: array[int]
 
 
 class Exposition:
-    """One assembled body. The uncompressed text is kept as references to the cached lines,
-    never joined: a client that asks for it uncompressed gets it streamed part by part."""
+    """One assembled body, kept gzipped only: a client that asks for it uncompressed gets it
+    inflated and streamed piece by piece."""
 
-    def __init__(self, parts: list[bytes], gzipped: bytes, content_type: str) -> None:
-        self.parts = parts
-        self.text_length = sum(len(part) for part in parts)
+    def __init__(self, gzipped: bytes, text_length: int, content_type: str) -> None:
         self.gzipped = gzipped
+        self.text_length = text_length
         self.content_type = content_type
+
+    def text_pieces(self) -> Iterator[bytes]:
+        return inflated(self.gzipped)
 
     @property
     def text(self) -> bytes:
         """The whole uncompressed body as one copy (tests and small bodies only)."""
-        return b"".join(self.parts)
+        return b"".join(self.text_pieces())
 
 
 @dataclass(frozen=True)
@@ -141,7 +163,7 @@ class _Built:
     exposition: Exposition
 
 
-_Work = list[tuple[_Segment, str]]  # families joined in the loop, to deflate in the thread
+_Work = list[_Joined]
 
 
 class ExpositionCache:
@@ -172,9 +194,9 @@ class ExpositionCache:
         self._built: dict[bool, _Built] = {}
         self._lock = asyncio.Lock()
         self._assembling: dict[bool, asyncio.Task[Exposition]] = {}
-        self._headers = {om: _headers(om) for om in (False, True)}
-        self._header_blocks = {om: {k: deflate_block(v) for k, v in h.items()}
-                               for om, h in self._headers.items()}
+        self._header_blocks = {om: {k: deflate_block(v) for k, v in _headers(om).items()}
+                               for om in (False, True)}
+        self.deflate_batch = DEFLATE_BATCH
         store.listeners.append(self.invalidate)
 
     def invalidate(self, key: TargetKey) -> None:
@@ -227,14 +249,16 @@ class ExpositionCache:
             self._dirty = set(keys)  # the new segments are joined from fresh renders
 
     async def _render(self, states: list[TargetState], now: float) -> _Work:
-        """Render changed targets and splice their lines into their segments' joined lines;
-        return the families to deflate again.
+        """Render changed targets and splice their lines into their segments' families;
+        return the families still to deflate.
 
         In the event loop, in slices with a yield between them: a thread would hold the GIL
         against the loop (the convoy effect cut /metrics to a few requests a second), while
         slices keep polls and scrapes moving even when every target changed at once. Segment
         by segment, so that only one segment's new lines are held apart at a time (after a
-        new layout, every target's)."""
+        new layout, every target's), and the joined families are deflated in a worker thread
+        whenever they hold more than ``deflate_batch`` bytes of text, so that a new layout
+        never holds the whole body uncompressed."""
         work: _Work = []
         current, fresh = -1, dict[int, dict[str, bytes]]()
         states = sorted(states, key=lambda state: self._segment_of[state.target.key])
@@ -244,14 +268,18 @@ class ExpositionCache:
             if segment != current:
                 work += self._join(current, fresh)
                 current, fresh = segment, {}
+                if sum(len(joined.text) for joined in work) > self.deflate_batch:
+                    await asyncio.to_thread(self._deflate, work)
+                    work = []
             samples, visible = target_samples(self._store, state, now)
             lines = render_target_lines(state.target, samples)
             if visible and state.last_success is not None:
                 self._visible[key] = state.last_success
             else:
                 self._visible.pop(key, None)
-            before = self._segments[segment].lines_of(position)
-            changed = {n for n in before.keys() | lines.keys() if before.get(n) != lines.get(n)}
+            before = self._segments[segment].digests_of(position)
+            changed = {n for n in before.keys() | lines.keys()
+                       if before.get(n, 0) != _digest(lines.get(n, b""))}
             if changed or self._dirty_segments.get(segment, ()) is None:
                 # a poll moves a few families (timestamps, counts), not all of them
                 fresh[position] = lines
@@ -269,56 +297,53 @@ class ExpositionCache:
             marked |= names
 
     def _join(self, index: int, fresh: dict[int, dict[str, bytes]]) -> _Work:
-        """Splice a segment's changed targets' lines (by position) into its families; the
-        families left to deflate. After a new layout every target of it is in ``fresh``."""
+        """Splice a segment's changed targets' lines (by position) into its families: the
+        families to deflate. After a new layout every target of it is in ``fresh``; otherwise
+        the family is inflated for its unchanged targets' lines."""
         if index not in self._dirty_segments:
             return []
         segment, names = self._segments[index], self._dirty_segments[index]
         if names is None:
             names = {n for lines in fresh.values() for n in lines}
             segment.families = {}
+        positions = range(len(segment.keys))
         work: _Work = []
         for name in names:
             old = segment.families.get(name)
-            pieces: list[bytes | memoryview] = [
-                fresh[p].get(name, b"") if p in fresh else
-                old.lines_of(p) if old is not None else b""
-                for p in range(len(segment.keys))]
-            joined = b"".join(pieces)
-            if joined:
-                ends = array("I", itertools.accumulate(len(piece) for piece in pieces))
-                segment.families[name] = _Family(joined, ends, b"")
-                work.append((segment, name))
+            if old is None or all(p in fresh for p in positions):
+                kept: list[bytes] = []
             else:
-                segment.families.pop(name, None)
+                kept = old.pieces()
+            pieces = [fresh[p].get(name, b"") if p in fresh else kept[p] if kept else b""
+                      for p in positions]
+            digests = array("q", (old.digests[p] if p not in fresh and old is not None
+                                  else _digest(pieces[p]) for p in positions))
+            ends = array("I", itertools.accumulate(len(piece) for piece in pieces))
+            work.append(_Joined(segment, name, b"".join(pieces), ends, digests))
         return work
 
     # --- assembly (worker thread) ----------------------------------------------------------
 
     @staticmethod
     def _deflate(work: _Work) -> None:
-        for segment, name in work:
-            family = segment.families[name]
-            segment.families[name] = replace(family, deflated=deflate_block(family.raw))
+        for joined in work:
+            families = joined.segment.families
+            if joined.text:
+                families[joined.name] = _Family(
+                    deflate_block(joined.text), joined.ends, joined.digests)
+            else:
+                families.pop(joined.name, None)
 
     def _assemble(self, openmetrics: bool, rest: bytes) -> Exposition:
-        raw_parts: list[bytes] = []
-        blocks: list[bytes] = []
-        headers, header_blocks = self._headers[openmetrics], self._header_blocks[openmetrics]
-        for name in headers:
-            present = [f for s in self._segments if (f := s.families.get(name)) is not None]
-            if not present:
-                continue
-            raw_parts.append(headers[name])
-            blocks.append(header_blocks[name])
-            for family in present:
-                raw_parts.append(family.raw)
-                # empty only if an earlier assembly failed between joining and deflating
-                blocks.append(family.deflated or deflate_block(family.raw))
-        raw_parts.append(rest)
+        blocks: list[Block] = []
+        header_blocks = self._header_blocks[openmetrics]
+        for name, header in header_blocks.items():
+            present = [f.block for s in self._segments if (f := s.families.get(name)) is not None]
+            if present:
+                blocks += [header, *present]
         blocks.append(deflate_block(rest))
         content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        return Exposition(raw_parts, gzip_member(blocks, raw_parts), content_type)
+        return Exposition(gzip_member(blocks), sum(b.length for b in blocks), content_type)
 
     # --- serving ---------------------------------------------------------------------------
 
@@ -362,10 +387,16 @@ class ExpositionCache:
             started = self._clock()
             generation = self._store.generation
             states, now = self._take_dirty()
-            work = await self._render(states, now)
-            rest = (openmetrics_latest if openmetrics else text_latest)(self._rest)
-            # zlib and crc32 release the GIL: compression runs beside the loop.
-            exposition = await asyncio.to_thread(self._build, work, openmetrics, rest)
+            try:
+                work = await self._render(states, now)
+                rest = (openmetrics_latest if openmetrics else text_latest)(self._rest)
+                # zlib releases the GIL: compression runs beside the loop.
+                exposition = await asyncio.to_thread(self._build, work, openmetrics, rest)
+            except BaseException:
+                # Their lines may be rendered but not deflated into their families: the next
+                # assembly renders them again (what did reach the families compares equal).
+                self._dirty.update(state.target.key for state in states)
+                raise
             self._built[openmetrics] = _Built(started, generation, exposition)
             return exposition
 

@@ -188,7 +188,7 @@ def make_app(*, cache: ExpositionCache, store: SnapshotStore, telemetry_path: st
         if _accepts_gzip(request):
             headers["Content-Encoding"] = "gzip"
             return await writers.send(request, headers, body.gzipped)
-        return await stream(request, headers, body.text_length, body.parts)
+        return await stream(request, headers, body.text_length, body.text_pieces())
 
     async def probe_target(request: web.Request) -> web.Response:
         query = request.query

@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import random
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 
@@ -13,7 +14,7 @@ from exporter.analytics import parse_analytics
 from exporter.app import make_registry
 from exporter.client import REASONS, ApiError
 from exporter.config import TokenSource
-from exporter.exposition import MAX_LAG, ExpositionCache
+from exporter.exposition import DEFLATE_BATCH, MAX_LAG, ExpositionCache
 from exporter.store import SnapshotStore
 from exporter.targets import Target
 from tests.conftest import parse_metrics
@@ -59,10 +60,12 @@ async def settled(cache: ExpositionCache, openmetrics: bool):
     return await cache.get(openmetrics)
 
 
-async def test_cache_equals_fresh_render_after_every_change():
+@pytest.mark.parametrize("deflate_batch", [DEFLATE_BATCH, 0])  # 0: deflated segment by segment
+async def test_cache_equals_fresh_render_after_every_change(deflate_batch: int):
     clock = Clock()
     store = SnapshotStore(max_staleness=300, clock=clock)
     cache = ExpositionCache(store, make_registry(store, targets=False), clock=clock)
+    cache.deflate_batch = deflate_batch
     fresh = make_registry(store)
     rng = random.Random(42)
     current = targets(40)
@@ -161,3 +164,39 @@ async def test_a_rare_scrape_gets_fresh_figures_not_the_previous_scrapes_body():
     store.record(target, parse_analytics(analytics(calls=2)), 0.1)
     clock.now += 15  # the next scrape, half a minute after the first
     assert b'unpod_org_calls{org="org0"} 2.0' in (await cache.get(openmetrics=False)).text
+
+
+class Failing:
+    """A collector of the rest of /metrics that fails while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    def collect(self):
+        if self.failing:
+            raise RuntimeError("collector broke")
+        return []
+
+
+async def test_lines_rendered_by_a_failed_assembly_are_rendered_again():
+    clock = Clock()
+    store = SnapshotStore(max_staleness=300, clock=clock)
+    rest = make_registry(store, targets=False)
+    failing = Failing()
+    rest.register(failing)
+    cache = ExpositionCache(store, rest, clock=clock)
+    current = targets(70)
+    store.set_targets(current)
+    for target in current:
+        store.record(target, parse_analytics(analytics(calls=1)), 0.1)
+    assert b'unpod_org_calls{org="org0"} 1.0' in (await cache.get(openmetrics=False)).text
+    store.record(current[0], parse_analytics(analytics(calls=2)), 0.1)
+    failing.failing = True
+    clock.now += 3 * MAX_LAG
+    with pytest.raises(RuntimeError, match="collector broke"):
+        await cache.get(openmetrics=False)
+    failing.failing = False
+    clock.now += 3 * MAX_LAG
+    body = (await cache.get(openmetrics=False)).text
+    assert b'unpod_org_calls{org="org0"} 2.0' in body
+    assert body.count(b"\nunpod_org_calls{") == 14
