@@ -22,6 +22,7 @@ identical) and differ in headers and ``# EOF``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -30,6 +31,7 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest as text_latest
@@ -41,6 +43,7 @@ from exporter.store import SnapshotStore, TargetState
 from exporter.targets import Target, TargetKey
 
 log = logging.getLogger("unpod_exporter")
+T = TypeVar("T")
 
 SEGMENT_SIZE = 32
 MAX_LAG = 1.0  # seconds the exposition may lag the snapshots
@@ -89,8 +92,21 @@ def _headers(openmetrics: bool) -> dict[str, bytes]:
 
 def _digest(lines: bytes) -> int:
     """What a target's lines are compared by: the text itself is only kept deflated. Python's
-    hash of bytes (64 bits, keyed per process); no lines hash to 0."""
-    return hash(lines) if lines else 0
+    hash of bytes (64 bits, keyed per process); 0 only for no lines."""
+    return (hash(lines) or 1) if lines else 0
+
+
+async def finish_in_thread(function: Callable[..., T], *args: object) -> T:
+    """``asyncio.to_thread``, but a cancelled caller still waits for the thread to end before
+    the cancellation goes on: the thread writes segments, which the caller's lock guards."""
+    future = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([future])
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +245,8 @@ class ExpositionCache:
         self._layout_keys = keys
 
     def _take_dirty(self) -> tuple[list[TargetState], float]:
-        """In the event loop: follow target-set changes and take the changed targets' states
-        (immutable) for rendering in the worker thread."""
+        """Follow target-set changes and take the changed targets' states (immutable) to
+        render."""
         store = self._store
         if store.generation != self._layout_generation:
             self._follow_targets()
@@ -260,17 +276,20 @@ class ExpositionCache:
         whenever they hold more than ``deflate_batch`` bytes of text, so that a new layout
         never holds the whole body uncompressed."""
         work: _Work = []
+        held = 0  # bytes of text in work
         current, fresh = -1, dict[int, dict[str, bytes]]()
         states = sorted(states, key=lambda state: self._segment_of[state.target.key])
         for index, state in enumerate(states, start=1):
             key = state.target.key
             segment, position = self._segment_of[key]
             if segment != current:
-                work += self._join(current, fresh)
+                joined = self._join(current, fresh)
+                work += joined
+                held += sum(len(family.text) for family in joined)
                 current, fresh = segment, {}
-                if sum(len(joined.text) for joined in work) > self.deflate_batch:
-                    await asyncio.to_thread(self._deflate, work)
-                    work = []
+                if held > self.deflate_batch:
+                    await finish_in_thread(self._deflate, work)
+                    work, held = [], 0
             samples, visible = target_samples(self._store, state, now)
             lines = render_target_lines(state.target, samples)
             if visible and state.last_success is not None:
@@ -391,7 +410,7 @@ class ExpositionCache:
                 work = await self._render(states, now)
                 rest = (openmetrics_latest if openmetrics else text_latest)(self._rest)
                 # zlib releases the GIL: compression runs beside the loop.
-                exposition = await asyncio.to_thread(self._build, work, openmetrics, rest)
+                exposition = await finish_in_thread(self._build, work, openmetrics, rest)
             except BaseException:
                 # Their lines may be rendered but not deflated into their families: the next
                 # assembly renders them again (what did reach the families compares equal).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import random
+import threading
 
 import pytest
 from prometheus_client import generate_latest
@@ -14,7 +15,7 @@ from exporter.analytics import parse_analytics
 from exporter.app import make_registry
 from exporter.client import REASONS, ApiError
 from exporter.config import TokenSource
-from exporter.exposition import DEFLATE_BATCH, MAX_LAG, ExpositionCache
+from exporter.exposition import DEFLATE_BATCH, MAX_LAG, ExpositionCache, finish_in_thread
 from exporter.store import SnapshotStore
 from exporter.targets import Target
 from tests.conftest import parse_metrics
@@ -200,3 +201,32 @@ async def test_lines_rendered_by_a_failed_assembly_are_rendered_again():
     body = (await cache.get(openmetrics=False)).text
     assert b'unpod_org_calls{org="org0"} 2.0' in body
     assert body.count(b"\nunpod_org_calls{") == 14
+
+
+async def test_a_cancelled_assembly_waits_for_its_thread_before_letting_go():
+    """The worker thread writes segments under the assembly's lock: cancelling the assembly
+    must not release the lock while the thread still runs."""
+    started, release, finished = threading.Event(), threading.Event(), []
+
+    def deflating() -> None:
+        started.set()
+        release.wait(10)
+        finished.append(True)
+
+    lock = asyncio.Lock()
+
+    async def assembly() -> None:
+        async with lock:
+            await finish_in_thread(deflating)
+
+    task = asyncio.ensure_future(assembly())
+    assert await asyncio.to_thread(started.wait, 10)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    task.cancel()  # twice: still waits
+    await asyncio.sleep(0.05)
+    assert lock.locked() and not task.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == [True] and not lock.locked()
