@@ -38,7 +38,15 @@ from prometheus_client import generate_latest as text_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from exporter.collector import TARGET_FAMILIES, TargetSample, target_labels, target_samples
-from exporter.gzipmember import Block, deflate_block, gzip_member, inflate_block, inflated
+from exporter.gzipmember import (
+    Block,
+    crc32_combine,
+    crc32_combine_python,
+    deflate_block,
+    gzip_member,
+    inflate_block,
+    inflated,
+)
 from exporter.store import SnapshotStore, TargetState
 from exporter.targets import Target, TargetKey
 
@@ -213,6 +221,9 @@ class ExpositionCache:
         self._header_blocks = {om: {k: deflate_block(v) for k, v in _headers(om).items()}
                                for om in (False, True)}
         self.deflate_batch = DEFLATE_BATCH
+        if crc32_combine is crc32_combine_python:
+            log.warning("zlib's crc32_combine64 could not be loaded: /metrics CRCs are combined "
+                        "in Python, about 30 times slower")
         store.listeners.append(self.invalidate)
 
     def invalidate(self, key: TargetKey) -> None:

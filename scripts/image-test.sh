@@ -110,6 +110,10 @@ grep -q '^unpod_org_calls{org="acme-telecom"}' <<<"$metrics" || fail "--demo ser
 grep -q '^unpod_calls{org="acme-telecom",space="' <<<"$metrics" || fail "--demo serves no space unpod_calls"
 grep -q '^unpod_up{' <<<"$metrics" || fail "--demo serves no unpod_up"
 say "--demo serves /metrics ($(grep -c '^unpod_' <<<"$metrics") unpod_ series)"
+podman exec default python -c \
+  'from exporter import gzipmember as g; assert g.crc32_combine is not g.crc32_combine_python' \
+  || fail "the image cannot load zlib's crc32_combine64 (assemblies fall back to Python's)"
+say "zlib's crc32_combine64 is loaded"
 
 start other-port "$IMAGE" --demo --web.listen-address 127.0.0.1:19999
 healthcheck_passes other-port || fail "HEALTHCHECK failed with --web.listen-address 127.0.0.1:19999"
