@@ -18,6 +18,7 @@ from exporter.apicheck import check_api, render
 from exporter.app import Exporter
 from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from exporter.demo import DemoApi, demo_config
+from exporter.early import EarlyReload
 from exporter.listener import run_web
 from exporter.logs import LEVELS, setup_logging
 from exporter.sharding import Shard, ShardError, parse_shard
@@ -96,7 +97,7 @@ def check_listeners(args: argparse.Namespace, config: Config) -> None:
                            "needs a listener of its own")
 
 
-async def serve(args: argparse.Namespace) -> int:
+async def serve(args: argparse.Namespace, early: EarlyReload) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     host, port = parse_listen_address(args.listen_address)
@@ -144,6 +145,9 @@ async def serve(args: argparse.Namespace) -> int:
         raise StartupError(f"webhook.listen_address: cannot listen on "
                            f"{config.webhook.listen_address}: {exc.strerror}") from None
     loop.add_signal_handler(signal.SIGHUP, exporter.reload)
+    if early.asked:
+        log.info("reloading: a SIGHUP came while starting")
+        exporter.reload()
     log.info("listening", extra={"fields": {"address": args.listen_address,
                                              "telemetry_path": telemetry_path,
                                              "version": __version__}})
@@ -157,7 +161,10 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, early: EarlyReload | None = None) -> int:
+    if early is None:
+        early = EarlyReload()
+        early.install()  # first: the config load that follows can take seconds
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:
@@ -184,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = asyncio.run(check_api(config, shard_from(args)))
             print(render(rows))
             return 0 if all(row.ok for row in rows) else 1
-        return asyncio.run(serve(args))
+        return asyncio.run(serve(args, early))
     except (ConfigError, StartupError) as exc:
         print(f"unpod-exporter: {exc}", file=sys.stderr)
         if args.log_level == "debug":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -98,6 +101,51 @@ def test_demo_serves_nonzero_analytics_soon_and_stops_on_sigterm(process):
     assert code == 0
     assert time.monotonic() - stop_started < 5
     assert "shutting down" in err
+
+
+def open_fifo_writer(path: Path, exporter) -> int:
+    """Open a FIFO for writing once the exporter has opened it to read its config: it is then
+    inside its start-up, past the interpreter's."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        assert exporter.proc.poll() is None, exporter.proc.communicate()[1]
+        assert time.monotonic() < deadline, "the exporter never read its config"
+        time.sleep(0.01)
+
+
+def test_a_sighup_while_starting_reloads_once_started(process, tmp_path):
+    """systemctl reload right after start: the default action of SIGHUP would end the
+    process. The config is a FIFO, so the signal comes while the exporter reads it."""
+    config = tmp_path / "c.yaml"
+    os.mkfifo(config)
+    api = f"http://127.0.0.1:{free_port()}"
+    exporter = process("--config.file", str(config))
+    writer = open_fifo_writer(config, exporter)
+    exporter.proc.send_signal(signal.SIGHUP)
+    os.write(writer, f"api: {{base_url: '{api}', token: t}}\norgs: [{{handle: one}}]\n".encode())
+    os.close(writer)
+    deadline = time.monotonic() + 20
+    while True:  # listening: past the first read (the config is read before the port opens)
+        try:
+            socket.create_connection(("127.0.0.1", exporter.port), timeout=1).close()
+            break
+        except OSError:
+            assert exporter.proc.poll() is None, exporter.proc.communicate()[1]
+            assert time.monotonic() < deadline, "the exporter never listened"
+            time.sleep(0.01)
+    writer = open_fifo_writer(config, exporter)  # the reload reads it again
+    os.write(writer, f"api: {{base_url: '{api}', token: t}}\norgs: [{{handle: two}}]\n".encode())
+    os.close(writer)
+    exporter.wait_http("/-/ready")
+    m = parse_metrics(get(exporter.base + "/metrics")[1])
+    assert value(m, "unpod_up", org="two") == 0 and value(m, "unpod_up", org="one") is None
+    code, err = exporter.stop()
+    assert code == 0 and "a SIGHUP came while starting" in err
 
 
 def test_sighup_and_lifecycle_reload(process, tmp_path):
