@@ -4,8 +4,7 @@ from exporter.early import EarlyReload
 
 
 def main() -> int:
-    early = EarlyReload()
-    early.install()  # before the imports that follow: they take half a second
+    early = EarlyReload.installed()  # before the imports that follow: they take half a second
     from exporter.cli import main as cli_main
 
     return cli_main(early=early)

@@ -162,9 +162,7 @@ async def serve(args: argparse.Namespace, early: EarlyReload) -> int:
 
 
 def main(argv: Sequence[str] | None = None, early: EarlyReload | None = None) -> int:
-    if early is None:
-        early = EarlyReload()
-        early.install()  # first: the config load that follows can take seconds
+    early = early or EarlyReload.installed()  # first: the config load can take seconds
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:

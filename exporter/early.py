@@ -18,6 +18,12 @@ class EarlyReload:
     def __init__(self) -> None:
         self.asked = False
 
+    @classmethod
+    def installed(cls) -> EarlyReload:
+        early = cls()
+        early.install()
+        return early
+
     def install(self) -> None:
         signal.signal(signal.SIGHUP, self._ask)
 

@@ -39,9 +39,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 
 from exporter.collector import TARGET_FAMILIES, TargetSample, target_labels, target_samples
 from exporter.gzipmember import (
+    LIBZ_COMBINE,
     Block,
-    crc32_combine,
-    crc32_combine_python,
     deflate_block,
     gzip_member,
     inflate_block,
@@ -221,7 +220,7 @@ class ExpositionCache:
         self._header_blocks = {om: {k: deflate_block(v) for k, v in _headers(om).items()}
                                for om in (False, True)}
         self.deflate_batch = DEFLATE_BATCH
-        if crc32_combine is crc32_combine_python:
+        if not LIBZ_COMBINE:
             log.warning("zlib's crc32_combine64 could not be loaded: /metrics CRCs are combined "
                         "in Python, about 30 times slower")
         store.listeners.append(self.invalidate)
@@ -340,14 +339,14 @@ class ExpositionCache:
         work: _Work = []
         for name in names:
             old = segment.families.get(name)
-            if old is None or all(p in fresh for p in positions):
-                kept: list[bytes] = []
+            if old is None or len(fresh) == len(positions):  # nothing unchanged to keep
+                pieces = [fresh[p].get(name, b"") if p in fresh else b"" for p in positions]
+                digests = array("q", map(_digest, pieces))
             else:
                 kept = old.pieces()
-            pieces = [fresh[p].get(name, b"") if p in fresh else kept[p] if kept else b""
-                      for p in positions]
-            digests = array("q", (old.digests[p] if p not in fresh and old is not None
-                                  else _digest(pieces[p]) for p in positions))
+                pieces = [fresh[p].get(name, b"") if p in fresh else kept[p] for p in positions]
+                digests = array("q", (_digest(pieces[p]) if p in fresh else old.digests[p]
+                                      for p in positions))
             ends = array("I", itertools.accumulate(len(piece) for piece in pieces))
             work.append(_Joined(segment, name, b"".join(pieces), ends, digests))
         return work
